@@ -1,0 +1,87 @@
+# Run `make help` for the list of targets. Every target creates what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BASE ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+# Caches shared by every checkout on this machine (jars, the Helm binary).
+CACHE_DIR   ?= $(HOME)/.cache/mnist-serving
+# Per-checkout state (Cassandra data, the SQLite store, local models).
+STATE_DIR   ?= .cache
+MODEL_DIR   ?= $(STATE_DIR)/models/mnist
+PORT        ?= 8080
+# The offline MNIST copy beside the repo, when there is one; otherwise training downloads.
+MNIST_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist/SHA256SUMS),$(abspath ../shared/data/mnist),)
+HELM_VERSION ?= v3.19.0
+HELM        := $(CACHE_DIR)/helm-$(HELM_VERSION)/helm
+
+export MNIST_DATA_DIR CACHE_DIR STATE_DIR HELM
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON_BASE) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with every extra installed (gateway, model, train, dev)
+
+.PHONY: run
+run: venv ## Serve the gateway on this machine (in-process model, SQLite); trains a quick model first if none
+	MODEL_DIR=$(MODEL_DIR) PORT=$(PORT) $(PY) scripts/run_local.py
+
+.PHONY: lint
+lint: venv ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+.PHONY: format
+format: venv ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: test
+test: venv lint cassandra-up helm ## Lint, start Cassandra, build Helm, run the whole pytest suite
+	$(PY) -m pytest
+
+.PHONY: cassandra-up
+cassandra-up: venv ## Start one local Cassandra 5.0 node on 127.0.0.1:9042 (idempotent)
+	$(PY) scripts/cassandra_node.py up
+
+.PHONY: cassandra-down
+cassandra-down: venv ## Stop the local Cassandra node
+	$(PY) scripts/cassandra_node.py down
+
+.PHONY: helm
+helm: $(HELM) ## Build the pinned Helm CLI from the Go module proxy into the cache
+
+$(HELM):
+	scripts/install_helm.sh $(HELM_VERSION) $(HELM)
+
+.PHONY: manifests
+manifests: helm ## Render k8s/ manifests from the Helm chart
+	$(PY) scripts/render_manifests.py
+
+.PHONY: bench
+bench: bench-train bench-preprocess bench-gateway ## Run every benchmark
+
+.PHONY: bench-train
+bench-train: venv ## Train default and seed architectures on full MNIST; print accuracy and time
+	$(PY) bench/train_bench.py
+
+.PHONY: bench-preprocess
+bench-preprocess: venv ## Accuracy of real-world-style uploads through HTTP: ours vs naive resize
+	$(PY) bench/preprocess_bench.py
+
+.PHONY: bench-gateway
+bench-gateway: venv cassandra-up ## Gateway throughput/latency with Cassandra vs the 2019 per-request path
+	$(PY) bench/gateway_bench.py
+
+.PHONY: clean
+clean: ## Remove per-checkout state (.cache) but keep the venv
+	rm -rf $(STATE_DIR) .pytest_cache .ruff_cache

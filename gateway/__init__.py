@@ -1,0 +1,1 @@
+"""The MNIST gateway: uploads in, predictions out, every result stored."""

@@ -1,0 +1,53 @@
+"""The predictor interface: a batch of MNIST-style inputs in, one result per image out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+NUM_CLASSES = 10
+# The serving contract (training.export writes it, TF Serving and the in-process
+# predictor both honour it): input "image" float32 [-1, 28, 28, 1] in [0, 1], white ink
+# on black; outputs "probabilities" float32 [-1, 10] and "digit" int64 [-1].
+SIGNATURE_NAME = "serving_default"
+INPUT_NAME = "image"
+OUTPUT_PROBABILITIES = "probabilities"
+OUTPUT_DIGIT = "digit"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    digit: int
+    probabilities: tuple[float, ...]
+    model_name: str
+    model_version: str
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.digit]
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    ready: bool
+    model_name: str
+    model_version: str | None
+    detail: str
+
+
+class Predictor(Protocol):
+    model_name: str
+
+    def predict(self, batch: np.ndarray) -> list[Prediction]:
+        """``batch``: float32 [n, 28, 28, 1] in [0, 1]. Returns n predictions, in order.
+
+        Raises ``errors.PredictorUnavailable`` (503) when the model cannot answer now,
+        ``errors.PredictorFailed`` (502) when it answered with a permanent error.
+        """
+        ...
+
+    def status(self) -> ModelStatus: ...
+
+    def close(self) -> None: ...

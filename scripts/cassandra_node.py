@@ -1,0 +1,379 @@
+"""Run one local Apache Cassandra 5.0 node on 127.0.0.1:9042 from Maven Central jars.
+
+    cassandra_node.py up       start the node (idempotent) and wait until it answers CQL
+    cassandra_node.py down     stop it: SIGTERM, then SIGKILL after a grace period
+    cassandra_node.py status   print whether it answers; exit 0 if it does, 3 if not
+
+No tarball can be downloaded here, so Maven resolves ``cassandra-all`` and its runtime
+jars (scripts/cassandra/pom.xml) into ``$CACHE_DIR/cassandra-<version>/lib`` once; the
+node then runs with the project's own cassandra.yaml, logback config and Java 17 options
+(scripts/cassandra/). Its data, commit log, hints, caches, log and pid file live in
+``$STATE_DIR/cassandra``. Relative directories are taken from the repo root, as the
+Makefile means them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+CASSANDRA_VERSION = "5.0.6"
+MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
+HOST = "127.0.0.1"
+CQL_PORT = 9042
+START_TIMEOUT_SECONDS = 180.0
+STOP_GRACE_SECONDS = 60.0
+# Cassandra 5.0 runs on Java 11 and 17, not on newer ones.
+SUPPORTED_JAVA_MAJORS = (11, 17)
+LOG_TAIL_LINES = 40
+EXIT_NOT_RUNNING = 3
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO_ROOT / "scripts" / "cassandra"
+
+
+class NodeError(RuntimeError):
+    """The node could not be started or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    lib: Path  # resolved jars, shared by every checkout on the machine
+    home: Path  # this checkout's node: data, commitlog, hints, caches, conf, logs
+
+    @classmethod
+    def from_env(cls) -> NodePaths:
+        cache = _repo_relative(os.environ.get("CACHE_DIR") or "~/.cache/mnist-serving")
+        state = _repo_relative(os.environ.get("STATE_DIR") or ".cache")
+        return cls(lib=cache / f"cassandra-{CASSANDRA_VERSION}" / "lib", home=state / "cassandra")
+
+    @property
+    def lib_stamp(self) -> Path:
+        return self.lib.parent / "lib.stamp"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "conf" / "cassandra.yaml"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "logs" / "cassandra.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "cassandra.pid"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.home / "node.lock"
+
+
+def _repo_relative(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+# --- jars --------------------------------------------------------------------------------
+
+
+def resolve_jars(paths: NodePaths) -> None:
+    """Copy cassandra-all and its runtime dependencies into ``paths.lib`` unless done.
+
+    The stamp records the pom's digest, so editing the pom re-resolves. Jars land in a
+    scratch directory first: an interrupted run never leaves a half-filled lib dir behind.
+    """
+    pom = TEMPLATES / "pom.xml"
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
+    if paths.lib_stamp.exists() and paths.lib_stamp.read_text().strip() == digest:
+        return
+    print(f"Resolving Cassandra {CASSANDRA_VERSION} jars with Maven into {paths.lib} ...")
+    scratch = paths.lib.with_name("lib.partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    command = [
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={scratch}",
+    ]
+    if subprocess.run(command, check=False).returncode != 0:
+        raise NodeError("Maven could not resolve the Cassandra jars (see its output above)")
+    shutil.rmtree(paths.lib, ignore_errors=True)
+    scratch.rename(paths.lib)
+    paths.lib_stamp.write_text(digest + "\n")
+
+
+def jamm_agent(lib: Path) -> Path:
+    """Cassandra measures object sizes with the jamm agent; it refuses to start without it."""
+    agents = sorted(lib.glob("jamm-*.jar"))
+    if not agents:
+        raise NodeError(f"no jamm jar in {lib}; delete {lib.parent} and try again")
+    return agents[-1]
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+def write_config(paths: NodePaths) -> None:
+    template = Template((TEMPLATES / "cassandra.yaml.template").read_text())
+    paths.config_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.config_file.write_text(template.substitute(cassandra_dir=paths.home))
+
+
+def java_executable() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java:
+        raise NodeError("no java on PATH; Cassandra 5.0 needs Java 17 (or 11)")
+    banner = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)', banner)
+    major = int(match.group(1)) if match else 0
+    if major not in SUPPORTED_JAVA_MAJORS:
+        raise NodeError(f"Cassandra 5.0 needs Java 17 (or 11); {java} is {banner.strip()!r}")
+    return java
+
+
+def jvm_options() -> list[str]:
+    lines = (TEMPLATES / "jvm17.options").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def java_command(paths: NodePaths) -> list[str]:
+    return [
+        java_executable(),
+        *jvm_options(),
+        f"-javaagent:{jamm_agent(paths.lib)}",
+        f"-Dcassandra.config=file://{paths.config_file}",
+        f"-Dcassandra.storagedir={paths.home}",
+        f"-Dcassandra.logdir={paths.log_file.parent}",
+        f"-Dlogback.configurationFile=file://{TEMPLATES / 'logback.xml'}",
+        "-cp",
+        f"{paths.lib}/*",
+        MAIN_CLASS,
+    ]
+
+
+# --- process -------------------------------------------------------------------------
+
+
+def running_pid(paths: NodePaths) -> int | None:
+    """The pid of this state dir's node if that process is alive and still Cassandra."""
+    try:
+        pid = int(paths.pid_file.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ValueError):
+        return None
+    # A pid is reused after its process is gone: make sure it is still our daemon.
+    return pid if MAIN_CLASS.encode() in cmdline else None
+
+
+def log_tail(paths: NodePaths) -> str:
+    try:
+        lines = paths.log_file.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no log written)"
+    return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def launch(paths: NodePaths) -> subprocess.Popen[bytes]:
+    """Start the JVM detached: its own session, so it outlives this script and the shell."""
+    command = java_command(paths)
+    paths.log_file.parent.mkdir(parents=True, exist_ok=True)
+    with paths.log_file.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=paths.home,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    paths.pid_file.write_text(f"{process.pid}\n")
+    return process
+
+
+def terminate(pid: int) -> None:
+    """SIGTERM lets Cassandra drain its memtables; SIGKILL only if it does not exit in time."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if not _wait_for_exit(pid, STOP_GRACE_SECONDS):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _wait_for_exit(pid, 10.0)
+
+
+def _wait_for_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    # The state letter follows the parenthesised command name.
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+# --- CQL probe -----------------------------------------------------------------------
+
+
+def release_version(timeout: float = 5.0) -> str | None:
+    """The node's ``release_version``, or None when nothing answers CQL on the port yet."""
+    # A plain TCP check first: it is instant, and keeps the driver from logging a
+    # connection error on every poll while the JVM boots.
+    try:
+        socket.create_connection((HOST, CQL_PORT), timeout=1.0).close()
+    except OSError:
+        return None
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+    from cassandra.policies import WhiteListRoundRobinPolicy
+
+    profile = ExecutionProfile(
+        load_balancing_policy=WhiteListRoundRobinPolicy([HOST]), request_timeout=timeout
+    )
+    cluster = Cluster(
+        [HOST],
+        port=CQL_PORT,
+        connect_timeout=timeout,
+        control_connection_timeout=timeout,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+    )
+    try:
+        session = cluster.connect()
+        row = session.execute("SELECT release_version FROM system.local").one()
+        return row.release_version
+    except (NoHostAvailable, OSError):
+        return None
+    finally:
+        cluster.shutdown()
+
+
+def wait_until_answering(paths: NodePaths, process: subprocess.Popen[bytes] | None) -> str:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise NodeError(
+                f"Cassandra exited with code {process.returncode} while starting. "
+                f"Last lines of {paths.log_file}:\n{log_tail(paths)}"
+            )
+        version = release_version()
+        if version is not None:
+            return version
+        time.sleep(1.0)
+    raise NodeError(
+        f"Cassandra did not answer on {HOST}:{CQL_PORT} within {START_TIMEOUT_SECONDS:.0f} s. "
+        f"Last lines of {paths.log_file}:\n{log_tail(paths)}"
+    )
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def node_lock(paths: NodePaths) -> Iterator[None]:
+    """Serialise up/down of one state dir: two `make cassandra-up` give one node."""
+    paths.home.mkdir(parents=True, exist_ok=True)
+    with paths.lock_file.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def up(paths: NodePaths) -> None:
+    with node_lock(paths):
+        pid = running_pid(paths)
+        if pid is not None:
+            version = wait_until_answering(paths, process=None)
+            print(f"Cassandra {version} already running on {HOST}:{CQL_PORT} (pid {pid})")
+            return
+        version = release_version()
+        if version is not None:
+            print(f"Cassandra {version} already answers on {HOST}:{CQL_PORT} (not started here)")
+            return
+        resolve_jars(paths)
+        write_config(paths)
+        print(f"Starting Cassandra {CASSANDRA_VERSION}; log: {paths.log_file}")
+        started = time.monotonic()
+        process = launch(paths)
+        try:
+            version = wait_until_answering(paths, process)
+        except NodeError:
+            terminate(process.pid)
+            paths.pid_file.unlink(missing_ok=True)
+            raise
+        print(
+            f"Cassandra {version} answers on {HOST}:{CQL_PORT} "
+            f"(pid {process.pid}, started in {time.monotonic() - started:.0f} s)"
+        )
+
+
+def down(paths: NodePaths) -> None:
+    with node_lock(paths):
+        pid = running_pid(paths)
+        if pid is None:
+            paths.pid_file.unlink(missing_ok=True)
+            if release_version() is not None:
+                raise NodeError(
+                    f"a node answers on {HOST}:{CQL_PORT} but was not started from {paths.home}"
+                )
+            print("Cassandra is not running")
+            return
+        print(f"Stopping Cassandra (pid {pid}) ...")
+        terminate(pid)
+        paths.pid_file.unlink(missing_ok=True)
+        print("Cassandra stopped")
+
+
+def status(paths: NodePaths) -> int:
+    version = release_version()
+    pid = running_pid(paths)
+    if version is None:
+        state = f"starting (pid {pid})" if pid else "not running"
+        print(f"Cassandra on {HOST}:{CQL_PORT}: {state}")
+        return EXIT_NOT_RUNNING
+    owner = f"pid {pid}" if pid else "not started from this state dir"
+    print(f"Cassandra {version} answers on {HOST}:{CQL_PORT} ({owner})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("up", "down", "status"))
+    args = parser.parse_args(argv)
+    paths = NodePaths.from_env()
+    try:
+        if args.command == "up":
+            up(paths)
+        elif args.command == "down":
+            down(paths)
+        else:
+            return status(paths)
+    except NodeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 class Config:
     port: int = 8080
     # In-process model: base directory of numbered SavedModel versions.
-    model_dir: Path = Path("models/mnist")
+    model_dir: Path = Path(".cache/models/mnist")
     # How often (seconds) the in-process predictor looks for a newer version.
     model_poll_seconds: float = 5.0
     # TF Serving: when set, predictions go to this REST endpoint instead.

@@ -1,0 +1,65 @@
+"""Reading the uploads out of a request: multipart ``file`` fields or JSON base64."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from flask import Request
+
+from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.inference import Upload
+
+MULTIPART_FIELD = "file"
+
+
+def read_uploads(request: Request, *, max_images: int) -> list[Upload]:
+    if request.mimetype == "multipart/form-data":
+        uploads = _from_multipart(request)
+    elif request.is_json:
+        uploads = _from_json(request)
+    else:
+        raise UnsupportedMediaType(
+            'send multipart/form-data with field \'file\', or JSON {"images": ["<base64>"]}',
+            code="unsupported_content_type",
+        )
+    if not uploads:
+        raise BadRequest("no image in the request", code="missing_image")
+    if len(uploads) > max_images:
+        raise PayloadTooLarge(
+            f"{len(uploads)} images in one request; the limit is {max_images}",
+            code="too_many_images",
+        )
+    for position, upload in enumerate(uploads):
+        if not upload.data:
+            raise BadRequest(f"image {position} is empty", code="empty_file")
+    return uploads
+
+
+def _from_multipart(request: Request) -> list[Upload]:
+    files = request.files.getlist(MULTIPART_FIELD)
+    if not files:
+        raise BadRequest(f"multipart field '{MULTIPART_FIELD}' is missing", code="missing_field")
+    return [Upload(data=file.read(), filename=file.filename) for file in files]
+
+
+def _from_json(request: Request) -> list[Upload]:
+    body = request.get_json(silent=True)
+    if body is None:
+        raise BadRequest("the body is not valid JSON", code="malformed_json")
+    images = body.get("images") if isinstance(body, dict) else None
+    if not isinstance(images, list) or not all(isinstance(item, str) for item in images):
+        raise BadRequest('JSON body must be {"images": ["<base64>", ...]}', code="missing_field")
+    return [
+        Upload(data=_decode_base64(item, position), filename=None)
+        for position, item in enumerate(images)
+    ]
+
+
+def _decode_base64(text: str, position: int) -> bytes:
+    # Accept data URLs as browsers produce them (canvas.toDataURL()).
+    payload = text.partition(",")[2] if text.startswith("data:") else text
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"image {position} is not valid base64", code="malformed_base64") from None

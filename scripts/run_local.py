@@ -1,0 +1,60 @@
+"""`make run`: the whole stack on one machine.
+
+Trains a quick model first when MODEL_DIR has no version, then serves the gateway with
+gunicorn, the in-process model and the embedded SQLite store. CASSANDRA_HOSTS and
+SERVING_URL switch to those backends, exactly as in the cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# A first model in a minute or two on a laptop CPU; `python -m training` with its
+# defaults trains the full-quality one.
+FIRST_MODEL_ARGS = ("--epochs", "1")
+
+
+def has_model_version(model_dir: Path) -> bool:
+    return any(
+        child.name.isdigit() and (child / "saved_model.pb").is_file()
+        for child in model_dir.glob("*")
+    )
+
+
+def train_first_model(model_dir: Path) -> None:
+    print(f"No model in {model_dir}: training a first one (progress below).", flush=True)
+    command = [sys.executable, "-m", "training", "--export-dir", str(model_dir), *FIRST_MODEL_ARGS]
+    subprocess.run(command, check=True)
+
+
+def main() -> None:
+    port = os.environ.get("PORT", "8080")
+    model_dir = Path(os.environ.get("MODEL_DIR", ".cache/models/mnist"))
+    if not os.environ.get("SERVING_URL") and not has_model_version(model_dir):
+        train_first_model(model_dir)
+
+    os.environ.setdefault("MODEL_DIR", str(model_dir))
+    print(f"Serving the gateway on http://127.0.0.1:{port}  (Ctrl-C stops it)", flush=True)
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    os.execv(
+        gunicorn,
+        [
+            str(gunicorn),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            "1",
+            "--threads",
+            "16",
+            "gateway:create_app()",
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()

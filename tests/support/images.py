@@ -1,0 +1,29 @@
+"""Encoding test digits as the files people upload."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def encode(image: np.ndarray, image_format: str = "PNG") -> bytes:
+    """A [28, 28] or [28, 28, 1] float image in [0, 1] as an image file."""
+    pixels = np.clip(np.asarray(image).reshape(28, 28) * 255, 0, 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def paper_photo(image: np.ndarray, size: int = 400) -> bytes:
+    """The digit as dark ink on a larger white sheet, off centre, saved as JPEG."""
+    ink = Image.fromarray((np.asarray(image).reshape(28, 28) * 255).astype(np.uint8), mode="L")
+    sheet = Image.new("L", (size, size), 255)
+    digit = Image.eval(
+        ink.resize((size // 3, size // 3), Image.Resampling.BICUBIC), lambda v: 255 - v
+    )
+    sheet.paste(digit, (size // 8, size // 5))
+    buffer = io.BytesIO()
+    sheet.convert("RGB").save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()

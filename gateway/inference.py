@@ -19,7 +19,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.predictors.base import Predictor
 from gateway.preprocess import preprocess, to_uint8
 from gateway.store.base import PredictionRecord, Store
-from gateway.store.ids import new_prediction_ids, truncate_to_millisecond
+from gateway.store.ids import new_prediction_id, truncate_to_millisecond
 
 MAX_FILENAME_CHARS = 255
 
@@ -60,10 +60,9 @@ def predict_and_store(
     metrics.model_seconds.observe(model_seconds)
 
     created_at = clock()
-    ids = new_prediction_ids(created_at, len(uploads))
     records = [
         PredictionRecord(
-            id=prediction_id,
+            id=new_prediction_id(created_at, sequence=index),
             created_at=created_at,
             filename=clean_filename(upload.filename),
             digit=prediction.digit,
@@ -75,8 +74,8 @@ def predict_and_store(
             input_image=to_uint8(image),
             latency_ms=round((seconds + model_seconds) * 1000, 3),
         )
-        for prediction_id, upload, image, seconds, prediction in zip(
-            ids, uploads, images, preprocess_seconds, predictions, strict=True
+        for index, (upload, image, seconds, prediction) in enumerate(
+            zip(uploads, images, preprocess_seconds, predictions, strict=True)
         )
     ]
 

@@ -16,7 +16,9 @@ MNIST_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist/SHA256SUMS),$(abspath ../
 HELM_VERSION ?= v3.19.0
 HELM        := $(CACHE_DIR)/helm-$(HELM_VERSION)/helm
 
-export MNIST_DATA_DIR CACHE_DIR STATE_DIR HELM
+# TensorFlow: keep its C++ start-up chatter (CUDA probing on a CPU machine) out of the output.
+TF_CPP_MIN_LOG_LEVEL ?= 2
+export MNIST_DATA_DIR CACHE_DIR STATE_DIR HELM TF_CPP_MIN_LOG_LEVEL
 
 .PHONY: help
 help: ## Show this help

@@ -1,0 +1,239 @@
+"""`make bench-gateway`: gateway throughput and latency, every prediction written to Cassandra.
+
+In one run it measures, on this machine:
+1. single-image uploads at a fixed concurrency (req/s, p50/p99 latency);
+2. batch uploads (images/s);
+3. the 2019 per-request path: rebuild the graph and restore the checkpoint for every
+   image, as the ancestor project did, and the ratio between the two.
+It then checks that Cassandra holds exactly one row per acknowledged image.
+
+The gateway runs under gunicorn with the in-process model and the local Cassandra node
+(`make cassandra-up`); the load comes from bench/loadgen (Go), so that the generator
+takes as little of the two cores as it can.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOADGEN_SOURCE = REPO_ROOT / "bench" / "loadgen"
+RESULTS = REPO_ROOT / ".cache" / "bench" / "gateway.json"
+NODE = "127.0.0.1"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / ".cache/models/mnist")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
+    parser.add_argument("--batch", type=int, default=64, help="images per batch upload")
+    parser.add_argument("--batch-concurrency", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=16, help="gunicorn threads per worker")
+    parser.add_argument("--legacy-samples", type=int, default=20, help="2019-path images timed")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    ensure_model(args.model_dir)
+    work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    try:
+        images_dir = write_test_digits(work / "digits", count=512)
+        loadgen = build_loadgen(work / "loadgen")
+        keyspace = f"bench_{int(time.time())}"
+        with gateway_server(args, keyspace) as url:
+            single = run_load(loadgen, url, images_dir, args.concurrency, 1, args.duration)
+            batch = run_load(
+                loadgen, url, images_dir, args.batch_concurrency, args.batch, args.duration
+            )
+        stored = count_rows_and_drop(keyspace)
+        legacy_seconds = time_legacy_path(args.model_dir, images_dir, args.legacy_samples)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    acknowledged = (
+        single["requests"] - single["errors"] + (batch["requests"] - batch["errors"]) * args.batch
+    )
+    report = {
+        "single": single,
+        "batch": batch,
+        "legacy_2019": {
+            "median_ms_per_image": legacy_seconds * 1000,
+            "requests_per_second": 1 / legacy_seconds,
+        },
+        "speedup_vs_2019": single["requests_per_second"] * legacy_seconds,
+        "acknowledged_images": acknowledged,
+        "rows_in_cassandra": stored,
+        "gunicorn": {"workers": args.workers, "threads": args.threads},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2))
+    print_report(report, args)
+    if stored != acknowledged:
+        sys.exit(f"FAIL: {acknowledged} predictions acknowledged but {stored} rows stored")
+
+
+def ensure_model(model_dir: Path) -> None:
+    if any(p.name.isdigit() for p in model_dir.glob("*")):
+        return
+    print(f"No model in {model_dir}: training one for the benchmark.", flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "training", "--export-dir", str(model_dir), "--epochs", "1"],
+        check=True,
+    )
+
+
+def write_test_digits(directory: Path, count: int) -> Path:
+    from bench.digits import load_test_digits
+    from tests.support.images import encode
+
+    directory.mkdir(parents=True)
+    images, _ = load_test_digits()
+    for index, image in enumerate(images[:count]):
+        (directory / f"{index:05d}.png").write_bytes(encode(image))
+    return directory
+
+
+def build_loadgen(target: Path) -> Path:
+    subprocess.run(["go", "build", "-o", str(target), "."], cwd=LOADGEN_SOURCE, check=True)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def gateway_server(args: argparse.Namespace, keyspace: str):
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "MODEL_DIR": str(args.model_dir),
+        "CASSANDRA_HOSTS": NODE,
+        "CASSANDRA_KEYSPACE": keyspace,
+        "CASSANDRA_CONSISTENCY": "LOCAL_QUORUM",
+        "LOG_LEVEL": "WARNING",
+    }
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "--bind", f"127.0.0.1:{port}",
+        "--worker-class", "gthread",
+        "--workers", str(args.workers),
+        "--threads", str(args.threads),
+        "--log-level", "warning",
+        "gateway:create_app()",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        yield url + "/api/v1/predictions"
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"the gateway exited with {process.returncode} before it was ready")
+        try:
+            # Every worker must have loaded the model; ask a few times to reach each.
+            if all(requests.get(url + "/readyz", timeout=5).ok for _ in range(8)):
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(1)
+    sys.exit(f"the gateway was not ready within {timeout:.0f} s")
+
+
+def run_load(
+    loadgen: Path, url: str, images: Path, concurrency: int, batch: int, seconds: float
+) -> dict:
+    command = [
+        str(loadgen),
+        f"-url={url}",
+        f"-images={images}",
+        f"-concurrency={concurrency}",
+        f"-batch={batch}",
+        f"-duration={seconds}s",
+        "-warmup=5s",
+    ]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output)
+
+
+def count_rows_and_drop(keyspace: str) -> int:
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster([NODE], protocol_version=5)
+    try:
+        session = cluster.connect()
+        rows = session.execute(f"SELECT count(*) FROM {keyspace}.predictions_by_id", timeout=120)
+        count = rows.one()[0]
+        session.execute(f"DROP KEYSPACE {keyspace}", timeout=120)
+        return count
+    finally:
+        cluster.shutdown()
+
+
+def time_legacy_path(model_dir: Path, images_dir: Path, samples: int) -> float:
+    """Median seconds per image of the 2019 path: build graph, restore checkpoint, predict."""
+    from bench.legacy_2019 import LegacyPredictor
+
+    legacy = LegacyPredictor.prepare(Path(tempfile.mkdtemp(prefix="legacy-2019-")))
+    durations = []
+    for path in sorted(images_dir.iterdir())[:samples]:
+        started = time.perf_counter()
+        legacy.predict_png(path.read_bytes())
+        durations.append(time.perf_counter() - started)
+    return statistics.median(durations)
+
+
+def print_report(report: dict, args: argparse.Namespace) -> None:
+    single, batch, legacy = report["single"], report["batch"], report["legacy_2019"]
+    print()
+    print(f"gateway: gunicorn {args.workers} workers x {args.threads} threads, in-process model, "
+          f"Cassandra at {NODE} (every prediction stored)")  # fmt: skip
+    print(f"{'path':<44}{'req/s':>9}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    rows = [
+        (f"single image, {single['concurrency']} clients", single),
+        (f"batch of {args.batch}, {batch['concurrency']} clients", batch),
+    ]
+    for name, result in rows:
+        print(
+            f"{name:<44}{result['requests_per_second']:>9.1f}{result['images_per_second']:>10.1f}"
+            f"{result['p50_ms']:>9.1f}{result['p99_ms']:>9.1f}{result['errors']:>8}"
+        )
+    print(
+        f"{'2019 path (graph + restore per image)':<44}{legacy['requests_per_second']:>9.1f}"
+        f"{legacy['requests_per_second']:>10.1f}{legacy['median_ms_per_image']:>9.1f}"
+        f"{'':>9}{0:>8}"
+    )
+    print(f"single-image throughput vs the 2019 path: {report['speedup_vs_2019']:.0f}x")
+    print(f"rows in Cassandra: {report['rows_in_cassandra']} for "
+          f"{report['acknowledged_images']} acknowledged images")  # fmt: skip
+    print(f"results: {RESULTS.relative_to(REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+module mnistserving/bench/loadgen
+
+go 1.22

@@ -1,0 +1,118 @@
+"""The gateway over real HTTP with the real Cassandra node: storage and an outage.
+
+No prediction is acknowledged unless Cassandra has it: while the node is down the
+gateway answers 503 with Retry-After (and stores nothing), stays alive, says so in
+/readyz, and recovers by itself when the node is back.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import requests
+from cassandra.cluster import Cluster
+
+from gateway.app import create_app
+from gateway.config import Config
+from tests.integration.cassandra_helpers import run_node_script
+from tests.support.http import serve
+from tests.support.images import encode
+
+API = "/api/v1/predictions"
+
+
+@pytest.fixture(scope="module")
+def keyspace(cassandra_node):
+    name = f"test_gateway_{uuid.uuid4().hex[:12]}"
+    yield name
+    cluster = Cluster([cassandra_node], protocol_version=5)
+    try:
+        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def gateway(exported_model_dir, cassandra_node, keyspace):
+    config = Config(
+        model_dir=exported_model_dir,
+        cassandra_hosts=(cassandra_node,),
+        cassandra_keyspace=keyspace,
+        cassandra_consistency="LOCAL_QUORUM",
+        cassandra_request_timeout_seconds=2.0,
+        cassandra_connect_timeout_seconds=2.0,
+    )
+    with serve(create_app(config)) as url:
+        yield url
+
+
+def rows_in(node: str, keyspace: str) -> int:
+    cluster = Cluster([node], protocol_version=5)
+    try:
+        rows = cluster.connect().execute(f"SELECT count(*) FROM {keyspace}.predictions_by_id")
+        return rows.one()[0]
+    finally:
+        cluster.shutdown()
+
+
+def post_digit(url: str, image, name: str = "digit.png") -> requests.Response:
+    return requests.post(url + API, files={"file": (name, encode(image))}, timeout=30)
+
+
+def test_predictions_are_stored_in_cassandra(gateway, mnist_test_set, cassandra_node, keyspace):
+    images, _ = mnist_test_set
+    files = [("file", (f"d{i}.png", encode(images[i]))) for i in range(3)]
+    created = requests.post(gateway + API, files=files, timeout=30)
+    assert created.status_code == 201, created.text
+    ids = [p["id"] for p in created.json()["predictions"]]
+
+    for prediction in created.json()["predictions"]:
+        fetched = requests.get(f"{gateway}{API}/{prediction['id']}", timeout=10).json()
+        assert fetched == prediction
+    history = requests.get(gateway + API, params={"limit": 3}, timeout=10).json()
+    assert [p["id"] for p in history["predictions"]] == list(reversed(ids))
+
+    labelled = requests.post(f"{gateway}{API}/{ids[0]}/feedback", json={"label": 3}, timeout=10)
+    assert labelled.json()["label"] == 3
+    assert rows_in(cassandra_node, keyspace) == 3
+
+
+@pytest.mark.slow
+def test_cassandra_outage_is_503_then_recovers(gateway, mnist_test_set, cassandra_node, keyspace):
+    images, _ = mnist_test_set
+    assert post_digit(gateway, images[10]).status_code == 201
+    before = rows_in(cassandra_node, keyspace)
+
+    down = run_node_script("down")
+    try:
+        assert down.returncode == 0, down.stdout + down.stderr
+        refused = post_digit(gateway, images[11])
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "store_unavailable"
+        assert int(refused.headers["Retry-After"]) > 0
+
+        assert requests.get(gateway + "/healthz", timeout=10).status_code == 200
+        ready = requests.get(gateway + "/readyz", timeout=30)
+        assert ready.status_code == 503
+        assert ready.json()["store"]["ready"] is False
+        assert ready.json()["model"]["ready"] is True
+    finally:
+        up = run_node_script("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+
+    recovered = wait_for_status(lambda: post_digit(gateway, images[12]), 201, timeout=90)
+    assert recovered.status_code == 201, recovered.text
+    assert requests.get(gateway + "/readyz", timeout=10).status_code == 200
+    # The refused upload left nothing behind; the accepted one is there.
+    assert rows_in(cassandra_node, keyspace) == before + 1
+
+
+def wait_for_status(call, status: int, timeout: float) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    response = call()
+    while response.status_code != status and time.monotonic() < deadline:
+        time.sleep(2)
+        response = call()
+    return response

@@ -1,0 +1,21 @@
+"""Where predictions are kept: Cassandra in the cluster, SQLite on one machine.
+
+``make_store(config)`` picks the backend; both honour ``gateway.store.base.Store``.
+"""
+
+from __future__ import annotations
+
+from gateway.config import Config
+from gateway.store.base import Page, PredictionRecord, Store
+from gateway.store.cassandra_store import CassandraStore
+from gateway.store.ids import new_prediction_id
+from gateway.store.sqlite_store import SqliteStore
+
+__all__ = ["Page", "PredictionRecord", "Store", "make_store", "new_prediction_id"]
+
+
+def make_store(config: Config) -> Store:
+    """The configured store; it connects on first use, not here."""
+    if config.uses_cassandra:
+        return CassandraStore(config)
+    return SqliteStore(config.sqlite_path)

@@ -6,8 +6,14 @@ store test would let a broken Cassandra path pass unnoticed. ``make test`` start
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+
 import pytest
 
+from gateway.config import Config
+from gateway.store.cassandra_schema import keyspace_name
+from gateway.store.cassandra_store import build_cluster
 from tests.integration.cassandra_helpers import NODE_HOST, run_node_script
 
 
@@ -23,3 +29,18 @@ def cassandra_node() -> str:
             pytrace=False,
         )
     return NODE_HOST
+
+
+@pytest.fixture(scope="session")
+def cassandra_config(cassandra_node: str) -> Iterator[Config]:
+    """Config for a fresh keyspace on the local node, dropped when the session ends."""
+    config = Config(
+        cassandra_hosts=(cassandra_node,),
+        cassandra_keyspace=f"test_{uuid.uuid4().hex[:16]}",
+    )
+    yield config
+    cluster = build_cluster(config)
+    try:
+        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace_name(config)}")
+    finally:
+        cluster.shutdown()

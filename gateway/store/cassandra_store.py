@@ -1,0 +1,336 @@
+"""The Cassandra store: the cluster deployment's durable home for every prediction.
+
+The data model and why it looks the way it does: ``gateway.store.cassandra_schema``.
+
+Connecting is lazy and per process: the first call after a gunicorn fork builds the
+cluster, applies the schema and prepares the statements; a connect that fails is
+retried by the next call instead of being remembered. Once connected, the driver
+reconnects to nodes that come back by itself (every few seconds at most), so the same
+store object recovers from an outage. Every driver error that means "Cassandra cannot
+answer now" becomes ``StoreUnavailable`` (HTTP 503).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+from cassandra import ConsistencyLevel, OperationTimedOut, RequestExecutionException
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import (
+    EXEC_PROFILE_DEFAULT,
+    Cluster,
+    ExecutionProfile,
+    NoHostAvailable,
+    Session,
+)
+from cassandra.connection import ConnectionException
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    TokenAwarePolicy,
+)
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
+
+from gateway.config import Config
+from gateway.errors import StoreUnavailable
+from gateway.store.base import Page, PredictionRecord
+from gateway.store.cassandra_schema import DAYS_PARTITION, apply_schema, keyspace_name
+from gateway.store.cursor import decode_cursor, encode_cursor
+from gateway.store.ids import id_time, truncate_to_millisecond
+from gateway.store.validation import check_records
+
+# Reconnect to a node that went down after 0.5 s, 1 s, 2 s ... but never wait longer
+# than this: the store should be back within seconds of Cassandra.
+MAX_RECONNECT_DELAY_SECONDS = 5.0
+# Days are read a few at a time while walking back through quiet periods.
+DAYS_FETCH_SIZE = 8
+
+_COLUMNS = (
+    "day",
+    "id",
+    "created_at",
+    "filename",
+    "digit",
+    "confidence",
+    "probabilities",
+    "model_name",
+    "model_version",
+    "upload_sha256",
+    "input_image",
+    "latency_ms",
+    "label",
+    "labelled_at",
+)
+
+# Errors that mean "not now" rather than "never": no node reachable, a timeout, too
+# few replicas, an overloaded or bootstrapping coordinator, a dropped connection.
+# Rows come from the driver's named-tuple factory, one type per query.
+Row = Any
+
+_UNAVAILABLE = (NoHostAvailable, OperationTimedOut, RequestExecutionException, ConnectionException)
+
+
+def build_cluster(config: Config) -> Cluster:
+    """A driver ``Cluster`` for the configured hosts; nothing connects until ``connect()``."""
+    # Without a local DC the driver's default applies: token-aware over DC-aware
+    # round robin, with the local DC taken from the contact points.
+    profile = ExecutionProfile(
+        consistency_level=ConsistencyLevel.name_to_value[config.cassandra_consistency],
+        request_timeout=config.cassandra_request_timeout_seconds,
+    )
+    if config.cassandra_local_dc:
+        profile.load_balancing_policy = TokenAwarePolicy(
+            DCAwareRoundRobinPolicy(local_dc=config.cassandra_local_dc)
+        )
+    auth = (
+        PlainTextAuthProvider(config.cassandra_username, config.cassandra_password or "")
+        if config.cassandra_username
+        else None
+    )
+    return Cluster(
+        contact_points=list(config.cassandra_hosts),
+        port=config.cassandra_port,
+        auth_provider=auth,
+        connect_timeout=config.cassandra_connect_timeout_seconds,
+        control_connection_timeout=config.cassandra_connect_timeout_seconds,
+        reconnection_policy=ExponentialReconnectionPolicy(0.5, MAX_RECONNECT_DELAY_SECONDS),
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+    )
+
+
+@contextmanager
+def unavailable_on_driver_errors() -> Iterator[None]:
+    try:
+        yield
+    except _UNAVAILABLE as error:
+        raise StoreUnavailable(f"Cassandra unavailable: {_describe(error)}") from error
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, NoHostAvailable):
+        # Its message is generic; the per-host reasons are what an operator needs.
+        reasons = "; ".join(f"{host}: {reason}" for host, reason in error.errors.items())
+        return f"no host available ({reasons or 'no hosts tried'})"
+    return f"{type(error).__name__}: {error}"
+
+
+@dataclass(frozen=True)
+class _Statements:
+    insert_prediction: PreparedStatement
+    insert_day: PreparedStatement
+    select_one: PreparedStatement
+    select_day: PreparedStatement
+    select_day_older_than: PreparedStatement
+    select_days: PreparedStatement
+    select_days_before: PreparedStatement
+    update_label: PreparedStatement
+    ping: PreparedStatement
+
+    @classmethod
+    def prepare(cls, session: Session, keyspace: str) -> _Statements:
+        predictions = f"{keyspace}.predictions"
+        days = f"{keyspace}.prediction_days"
+        select = f"SELECT {', '.join(_COLUMNS)} FROM {predictions} WHERE day = ?"
+        markers = ", ".join("?" * len(_COLUMNS))
+        statements = cls(
+            insert_prediction=session.prepare(
+                f"INSERT INTO {predictions} ({', '.join(_COLUMNS)}) VALUES ({markers})"
+            ),
+            insert_day=session.prepare(f"INSERT INTO {days} (days_partition, day) VALUES (?, ?)"),
+            select_one=session.prepare(f"{select} AND id = ?"),
+            select_day=session.prepare(f"{select} LIMIT ?"),
+            select_day_older_than=session.prepare(f"{select} AND id < ? LIMIT ?"),
+            select_days=session.prepare(f"SELECT day FROM {days} WHERE days_partition = ?"),
+            select_days_before=session.prepare(
+                f"SELECT day FROM {days} WHERE days_partition = ? AND day < ?"
+            ),
+            update_label=session.prepare(
+                f"UPDATE {predictions} SET label = ?, labelled_at = ? WHERE day = ? AND id = ?"
+            ),
+            ping=session.prepare("SELECT release_version FROM system.local"),
+        )
+        statements.select_days.fetch_size = DAYS_FETCH_SIZE
+        statements.select_days_before.fetch_size = DAYS_FETCH_SIZE
+        return statements
+
+
+@dataclass
+class _Connection:
+    cluster: Cluster
+    session: Session
+    statements: _Statements
+    pid: int
+    # Days this process already listed in prediction_days: listing is needed once a day.
+    listed_days: set[date]
+
+
+class CassandraStore:
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._keyspace = keyspace_name(config)  # a bad name fails at start-up, not per call
+        self._lock = threading.Lock()
+        self._connection: _Connection | None = None
+
+    def save_many(self, records: Sequence[PredictionRecord]) -> None:
+        check_records(records)
+        if not records:
+            return
+        connection = self._connect()
+        batch = BatchStatement(batch_type=BatchType.LOGGED)
+        for record in records:
+            batch.add(connection.statements.insert_prediction, _to_row(record))
+        with unavailable_on_driver_errors():
+            # Days first: a listed day without records costs the history one empty read,
+            # a record on an unlisted day would never be shown.
+            self._list_days({_day_of(record.id) for record in records}, connection)
+            connection.session.execute(batch)
+
+    def get(self, prediction_id: UUID) -> PredictionRecord | None:
+        if prediction_id.version != 1:
+            return None  # every stored id is time-based
+        connection = self._connect()
+        with unavailable_on_driver_errors():
+            row = connection.session.execute(
+                connection.statements.select_one, (_day_of(prediction_id), prediction_id)
+            ).one()
+        return None if row is None else _from_row(row)
+
+    def list(self, limit: int, cursor: str | None = None) -> Page:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        older_than = None if cursor is None else decode_cursor(cursor)
+        connection = self._connect()
+        # One row more than asked tells whether an older page exists.
+        wanted = limit + 1
+        rows: list[Row] = []
+        with unavailable_on_driver_errors():
+            for query, values in self._day_slices_newest_first(connection, older_than):
+                rows.extend(connection.session.execute(query, (*values, wanted - len(rows))))
+                if len(rows) >= wanted:
+                    break
+        records = [_from_row(row) for row in rows[:limit]]
+        has_older = len(rows) > limit
+        return Page(records, encode_cursor(records[-1].id) if has_older else None)
+
+    def set_label(self, prediction_id: UUID, label: int) -> PredictionRecord | None:
+        record = self.get(prediction_id)
+        if record is None:
+            return None  # an UPDATE would silently create a row: check first
+        labelled_at = truncate_to_millisecond(datetime.now(UTC))
+        connection = self._connect()
+        with unavailable_on_driver_errors():
+            connection.session.execute(
+                connection.statements.update_label,
+                (label, labelled_at, _day_of(prediction_id), prediction_id),
+            )
+        return replace(record, label=label, labelled_at=labelled_at)
+
+    def ping(self) -> None:
+        connection = self._connect()
+        with unavailable_on_driver_errors():
+            connection.session.execute(connection.statements.ping).one()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None and self._connection.pid == os.getpid():
+                self._connection.cluster.shutdown()
+            self._connection = None
+
+    # --- internals ----------------------------------------------------------------
+
+    def _connect(self) -> _Connection:
+        """This process's connection, made on first use (never across a fork)."""
+        with self._lock:
+            if self._connection is None or self._connection.pid != os.getpid():
+                # A connection inherited through fork has no I/O threads: drop, not shut down.
+                self._connection = self._open()
+            return self._connection
+
+    def _open(self) -> _Connection:
+        cluster = build_cluster(self._config)
+        try:
+            with unavailable_on_driver_errors():
+                session = cluster.connect()
+                apply_schema(session, self._config)
+                statements = _Statements.prepare(session, self._keyspace)
+        except BaseException:
+            cluster.shutdown()
+            raise
+        return _Connection(cluster, session, statements, os.getpid(), listed_days=set())
+
+    def _list_days(self, days: set[date], connection: _Connection) -> None:
+        # Unlocked on purpose: two threads listing the same day write the same row twice.
+        for day in sorted(days - connection.listed_days):
+            connection.session.execute(connection.statements.insert_day, (DAYS_PARTITION, day))
+            connection.listed_days.add(day)
+
+    def _day_slices_newest_first(
+        self, connection: _Connection, older_than: UUID | None
+    ) -> Iterator[tuple[PreparedStatement, tuple[object, ...]]]:
+        """The queries (without their LIMIT value) that read history from the cursor back.
+
+        The cursor's own day first (its rows older than the cursor), then each older day
+        that has predictions, whole. Days are fetched lazily, a few at a time.
+        """
+        session, statements = connection.session, connection.statements
+        if older_than is None:
+            days = session.execute(statements.select_days, (DAYS_PARTITION,))
+        else:
+            cursor_day = _day_of(older_than)
+            yield statements.select_day_older_than, (cursor_day, older_than)
+            days = session.execute(statements.select_days_before, (DAYS_PARTITION, cursor_day))
+        for day_row in days:
+            yield statements.select_day, (day_row.day.date(),)
+
+
+def _day_of(prediction_id: UUID) -> date:
+    return id_time(prediction_id).date()
+
+
+def _to_row(record: PredictionRecord) -> tuple[object, ...]:
+    return (
+        _day_of(record.id),
+        record.id,
+        truncate_to_millisecond(record.created_at),
+        record.filename,
+        record.digit,
+        record.confidence,
+        list(record.probabilities),
+        record.model_name,
+        record.model_version,
+        record.upload_sha256,
+        record.input_image,
+        record.latency_ms,
+        record.label,
+        record.labelled_at,
+    )
+
+
+def _from_row(row: Row) -> PredictionRecord:
+    return PredictionRecord(
+        id=row.id,
+        created_at=_utc(row.created_at),
+        filename=row.filename,
+        digit=row.digit,
+        confidence=row.confidence,
+        probabilities=tuple(row.probabilities),
+        model_name=row.model_name,
+        model_version=row.model_version,
+        upload_sha256=row.upload_sha256,
+        input_image=row.input_image,
+        latency_ms=row.latency_ms,
+        label=row.label,
+        labelled_at=None if row.labelled_at is None else _utc(row.labelled_at),
+    )
+
+
+def _utc(naive: datetime) -> datetime:
+    """The driver returns timestamps as naive datetimes in UTC."""
+    return naive.replace(tzinfo=UTC)

@@ -1,0 +1,201 @@
+"""The embedded store: one SQLite file, for running the gateway on one machine.
+
+Durability: WAL journal with ``synchronous=FULL``, so a save returns only after its
+transaction is on disk. Concurrency: each process opens its own connection lazily (a
+connection must not cross a gunicorn fork) and its threads take turns on it under a
+lock; separate worker processes share the file through SQLite's own locking, waiting
+up to ``BUSY_TIMEOUT_MS`` for each other.
+
+Rows are ordered by ``id_time``, the 100 ns timestamp inside the time-based id, with
+the id bytes breaking ties, which is the order the history pages walk.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+from gateway.errors import StoreUnavailable
+from gateway.store.base import Page, PredictionRecord
+from gateway.store.cursor import decode_cursor, encode_cursor
+from gateway.store.ids import truncate_to_millisecond
+from gateway.store.validation import check_records
+
+BUSY_TIMEOUT_MS = 5000
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id BLOB PRIMARY KEY,            -- the 16 UUID bytes
+    id_time INTEGER NOT NULL,       -- the id's timestamp: the history order
+    created_at_ms INTEGER NOT NULL, -- Unix epoch milliseconds, UTC
+    filename TEXT,
+    digit INTEGER NOT NULL,
+    confidence REAL NOT NULL,
+    probabilities BLOB NOT NULL,    -- little-endian float32s, as the model outputs them
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    upload_sha256 TEXT NOT NULL,
+    input_image BLOB NOT NULL,
+    latency_ms REAL NOT NULL,
+    label INTEGER,
+    labelled_at_ms INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS predictions_newest_first ON predictions (id_time DESC, id DESC);
+"""
+
+_COLUMNS = (
+    "id, id_time, created_at_ms, filename, digit, confidence, probabilities, model_name, "
+    "model_version, upload_sha256, input_image, latency_ms, label, labelled_at_ms"
+)
+# An upsert, like Cassandra's INSERT: saving a record again replaces it in both stores.
+_INSERT = f"INSERT OR REPLACE INTO predictions ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+_SELECT = f"SELECT {_COLUMNS} FROM predictions"
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self._pid: int | None = None
+
+    def save_many(self, records: Sequence[PredictionRecord]) -> None:
+        check_records(records)
+        with self._transaction() as db:
+            db.executemany(_INSERT, [_to_row(record) for record in records])
+
+    def get(self, prediction_id: UUID) -> PredictionRecord | None:
+        with self._transaction() as db:
+            row = db.execute(f"{_SELECT} WHERE id = ?", (prediction_id.bytes,)).fetchone()
+        return None if row is None else _from_row(row)
+
+    def list(self, limit: int, cursor: str | None = None) -> Page:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        # One row more than asked tells whether an older page exists.
+        if cursor is None:
+            query, params = f"{_SELECT} ORDER BY id_time DESC, id DESC LIMIT ?", (limit + 1,)
+        else:
+            last = decode_cursor(cursor)
+            query = f"{_SELECT} WHERE (id_time, id) < (?, ?) ORDER BY id_time DESC, id DESC LIMIT ?"
+            params = (last.time, last.bytes, limit + 1)
+        with self._transaction() as db:
+            rows = db.execute(query, params).fetchall()
+        records = [_from_row(row) for row in rows[:limit]]
+        has_older = len(rows) > limit
+        return Page(records, encode_cursor(records[-1].id) if has_older else None)
+
+    def set_label(self, prediction_id: UUID, label: int) -> PredictionRecord | None:
+        labelled_at = truncate_to_millisecond(datetime.now(UTC))
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE predictions SET label = ?, labelled_at_ms = ? WHERE id = ?",
+                (label, _to_ms(labelled_at), prediction_id.bytes),
+            )
+            row = db.execute(f"{_SELECT} WHERE id = ?", (prediction_id.bytes,)).fetchone()
+        return None if row is None else _from_row(row)
+
+    def ping(self) -> None:
+        with self._transaction() as db:
+            db.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
+            self._connection = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction on this process's connection: committed, or rolled back on error."""
+        with self._lock:
+            try:
+                db = self._connect()
+                with db:
+                    yield db
+            except sqlite3.OperationalError as error:
+                # The SQL is fixed, so an operational error is the environment: the file
+                # is locked for too long, the disk is full or unreadable.
+                raise StoreUnavailable(f"SQLite store unavailable: {error}") from error
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None or self._pid != os.getpid():
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(
+                self._path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.executescript(_SCHEMA)
+            self._connection, self._pid = connection, os.getpid()
+        return self._connection
+
+
+def _to_row(record: PredictionRecord) -> tuple[object, ...]:
+    return (
+        record.id.bytes,
+        record.id.time,
+        _to_ms(record.created_at),
+        record.filename,
+        record.digit,
+        record.confidence,
+        struct.pack(f"<{len(record.probabilities)}f", *record.probabilities),
+        record.model_name,
+        record.model_version,
+        record.upload_sha256,
+        record.input_image,
+        record.latency_ms,
+        record.label,
+        None if record.labelled_at is None else _to_ms(record.labelled_at),
+    )
+
+
+def _from_row(row: tuple) -> PredictionRecord:
+    (
+        id_bytes,
+        _id_time,
+        created_at_ms,
+        filename,
+        digit,
+        confidence,
+        probabilities,
+        model_name,
+        model_version,
+        upload_sha256,
+        input_image,
+        latency_ms,
+        label,
+        labelled_at_ms,
+    ) = row
+    return PredictionRecord(
+        id=UUID(bytes=id_bytes),
+        created_at=_from_ms(created_at_ms),
+        filename=filename,
+        digit=digit,
+        confidence=confidence,
+        probabilities=struct.unpack(f"<{len(probabilities) // 4}f", probabilities),
+        model_name=model_name,
+        model_version=model_version,
+        upload_sha256=upload_sha256,
+        input_image=input_image,
+        latency_ms=latency_ms,
+        label=label,
+        labelled_at=None if labelled_at_ms is None else _from_ms(labelled_at_ms),
+    )
+
+
+def _to_ms(at: datetime) -> int:
+    return (at - _UNIX_EPOCH) // _MILLISECOND
+
+
+def _from_ms(ms: int) -> datetime:
+    return _UNIX_EPOCH + ms * _MILLISECOND

@@ -1,0 +1,300 @@
+"""One contract, two stores: every test runs against SQLite and the real Cassandra node."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.config import Config
+from gateway.errors import BadRequest
+from gateway.store import PredictionRecord, Store, make_store, new_prediction_id
+from gateway.store.cassandra_schema import keyspace_name
+from gateway.store.cassandra_store import build_cluster
+from gateway.store.cursor import encode_cursor
+
+DAY = datetime(2024, 3, 5, 13, 45, 12, 345000, tzinfo=UTC)
+
+
+def make_record(at: datetime, sequence: int = 0, **changes: object) -> PredictionRecord:
+    """A record as the gateway makes one: float32 softmax, 784-byte image, sha256 hex."""
+    rng = np.random.default_rng(at.toordinal() * 10_000 + at.microsecond + sequence)
+    logits = rng.normal(size=10)
+    probabilities = (np.exp(logits) / np.exp(logits).sum()).astype(np.float32)
+    record = PredictionRecord(
+        id=new_prediction_id(at, sequence),
+        created_at=at,
+        filename=f"digit-{sequence}.png",
+        digit=int(probabilities.argmax()),
+        confidence=float(probabilities.max()),
+        probabilities=tuple(float(p) for p in probabilities),
+        model_name="mnist",
+        model_version="3",
+        upload_sha256=rng.bytes(32).hex(),
+        input_image=rng.integers(0, 256, size=784, dtype=np.uint8).tobytes(),
+        latency_ms=float(rng.uniform(1, 50)),
+    )
+    return replace(record, **changes)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("cassandra", marks=pytest.mark.cassandra)])
+def config(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
+    if request.param == "sqlite":
+        # A directory that does not exist yet: the store creates it.
+        return Config(sqlite_path=tmp_path / "state" / "predictions.sqlite3")
+    config: Config = request.getfixturevalue("cassandra_config")
+    _truncate(config)
+    return config
+
+
+@pytest.fixture
+def store(config: Config) -> Iterator[Store]:
+    store = make_store(config)
+    yield store
+    store.close()
+
+
+def _truncate(config: Config) -> None:
+    """Empty the session keyspace's tables (if a previous test created them)."""
+    cluster = build_cluster(config)
+    try:
+        session = cluster.connect()
+        keyspace = keyspace_name(config)
+        tables = session.execute(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
+        )
+        for row in tables:
+            session.execute(f"TRUNCATE {keyspace}.{row.table_name}")
+    finally:
+        cluster.shutdown()
+
+
+def walk_history(store: Store, limit: int) -> list[list[PredictionRecord]]:
+    pages, cursor = [], None
+    while True:
+        page = store.list(limit, cursor)
+        pages.append(page.records)
+        if page.next_cursor is None:
+            return pages
+        cursor = page.next_cursor
+
+
+def newest_first(records: list[PredictionRecord]) -> list[PredictionRecord]:
+    return sorted(records, key=lambda record: record.id.time, reverse=True)
+
+
+# --- save and get --------------------------------------------------------------------
+
+
+def test_get_returns_every_field_as_saved(store: Store) -> None:
+    record = make_record(
+        DAY,
+        filename="Zahl sieben ✓.png",
+        input_image=bytes(range(256)) * 3 + bytes(range(16)),
+    )
+
+    store.save_many([record])
+
+    assert store.get(record.id) == record
+
+
+def test_created_at_comes_back_in_utc_to_the_millisecond(store: Store) -> None:
+    local = timezone(timedelta(hours=2))
+    at = datetime(2024, 3, 5, 15, 45, 12, 345678, tzinfo=local)
+    record = make_record(at)
+
+    store.save_many([record])
+
+    stored = store.get(record.id)
+    assert stored is not None
+    assert stored.created_at == datetime(2024, 3, 5, 13, 45, 12, 345000, tzinfo=UTC)
+    assert stored.created_at.utcoffset() == timedelta(0)
+
+
+def test_optional_fields_round_trip_when_set_and_when_empty(store: Store) -> None:
+    labelled = make_record(DAY, 0, label=7, labelled_at=DAY + timedelta(minutes=5))
+    anonymous = make_record(DAY, 1, filename=None)
+
+    store.save_many([labelled, anonymous])
+
+    assert store.get(labelled.id) == labelled
+    assert store.get(anonymous.id) == anonymous
+
+
+def test_get_of_an_unknown_id_is_none(store: Store) -> None:
+    store.save_many([make_record(DAY)])
+
+    assert store.get(new_prediction_id(DAY)) is None
+    assert store.get(uuid.uuid4()) is None
+
+
+def test_save_many_keeps_every_record_of_a_request_in_upload_order(store: Store) -> None:
+    request = [make_record(DAY, sequence) for sequence in range(5)]
+
+    store.save_many(request)
+
+    assert [store.get(record.id) for record in request] == request
+    assert store.list(10).records == list(reversed(request))
+
+
+def test_save_many_stores_nothing_when_one_record_is_malformed(store: Store) -> None:
+    good = [make_record(DAY, sequence) for sequence in range(3)]
+    truncated_image = make_record(DAY, 3, input_image=bytes(783))
+
+    with pytest.raises(ValueError, match="input_image"):
+        store.save_many([*good, truncated_image])
+
+    assert [store.get(record.id) for record in good] == [None, None, None]
+    assert store.list(10).records == []
+
+
+def test_saving_a_record_again_replaces_it(store: Store) -> None:
+    record = make_record(DAY)
+    store.save_many([record])
+
+    store.save_many([replace(record, filename="renamed.png")])
+
+    assert store.get(record.id) == replace(record, filename="renamed.png")
+    assert len(store.list(10).records) == 1
+
+
+# --- history -------------------------------------------------------------------------
+
+
+def test_list_of_an_empty_store_is_one_empty_page(store: Store) -> None:
+    page = store.list(10)
+
+    assert page.records == []
+    assert page.next_cursor is None
+
+
+def test_list_pages_newest_first_across_day_buckets(store: Store) -> None:
+    # Quiet days in between, several records on some days, a request of three on one.
+    times = [
+        DAY - timedelta(days=30),
+        DAY - timedelta(days=3, hours=2),
+        DAY - timedelta(days=3),
+        DAY - timedelta(days=1),
+        DAY,
+        DAY + timedelta(hours=9),
+    ]
+    saved = [make_record(at) for at in times]
+    saved += [make_record(DAY + timedelta(hours=1), sequence) for sequence in range(3)]
+    for record in saved:
+        store.save_many([record])
+
+    for limit in (1, 2, 3, 4, 100):
+        pages = walk_history(store, limit)
+
+        assert [record for page in pages for record in page] == newest_first(saved)
+        assert all(0 < len(page) <= limit for page in pages)
+
+
+def test_cursor_of_the_last_full_page_leads_to_nothing(store: Store) -> None:
+    store.save_many([make_record(DAY, sequence) for sequence in range(4)])
+
+    first = store.list(2)
+    second = store.list(2, first.next_cursor)
+
+    assert len(first.records) == 2
+    assert first.next_cursor is not None
+    assert len(second.records) == 2
+    assert second.next_cursor is None
+
+
+def test_new_predictions_do_not_shift_the_pages_already_handed_out(store: Store) -> None:
+    older = [make_record(DAY - timedelta(days=1), sequence) for sequence in range(4)]
+    store.save_many(older)
+    first = store.list(2)
+
+    store.save_many([make_record(DAY)])
+
+    assert store.list(2, first.next_cursor).records == newest_first(older)[2:]
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not a cursor",
+        "",
+        "AAAA",
+        "!!" + encode_cursor(new_prediction_id(DAY)),
+        encode_cursor(uuid.uuid4()),
+        encode_cursor(new_prediction_id(DAY)) + "AA",
+    ],
+)
+def test_a_cursor_the_store_did_not_issue_is_a_bad_request(store: Store, cursor: str) -> None:
+    with pytest.raises(BadRequest) as raised:
+        store.list(10, cursor)
+
+    assert raised.value.code == "invalid_cursor"
+
+
+# --- feedback ------------------------------------------------------------------------
+
+
+def test_set_label_persists_where_get_and_list_read(store: Store) -> None:
+    record = make_record(DAY)
+    store.save_many([record])
+    before = datetime.now(UTC)
+
+    updated = store.set_label(record.id, 4)
+
+    assert updated is not None
+    assert updated.label == 4
+    assert updated.labelled_at is not None
+    assert before - timedelta(seconds=1) <= updated.labelled_at <= datetime.now(UTC)
+    assert updated == replace(record, label=4, labelled_at=updated.labelled_at)
+    assert store.get(record.id) == updated
+    assert store.list(10).records == [updated]
+
+
+def test_set_label_of_an_unknown_id_is_none_and_creates_nothing(store: Store) -> None:
+    assert store.set_label(new_prediction_id(DAY), 3) is None
+    assert store.list(10).records == []
+
+
+# --- operations ----------------------------------------------------------------------
+
+
+def test_ping_answers(store: Store) -> None:
+    store.ping()
+
+
+def test_concurrent_requests_from_many_threads_are_all_kept(store: Store) -> None:
+    requests = [
+        [make_record(DAY + timedelta(seconds=index), sequence) for sequence in range(3)]
+        for index in range(40)
+    ]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(store.save_many, requests))
+
+    saved = [record for request in requests for record in request]
+    assert [record for page in walk_history(store, 50) for record in page] == newest_first(saved)
+
+
+def _save_in_child(store: Store, record: PredictionRecord) -> None:
+    store.save_many([record])
+    assert store.get(record.id) == record
+
+
+def test_a_store_used_before_a_fork_works_in_the_child(store: Store) -> None:
+    parent_record, child_record = make_record(DAY, 0), make_record(DAY, 1)
+    store.save_many([parent_record])  # connects in the parent, as a preloading server might
+
+    child = multiprocessing.get_context("fork").Process(
+        target=_save_in_child, args=(store, child_record)
+    )
+    child.start()
+    child.join(timeout=60)
+
+    assert child.exitcode == 0
+    assert store.get(child_record.id) == child_record

@@ -51,3 +51,23 @@ class Predictor(Protocol):
     def status(self) -> ModelStatus: ...
 
     def close(self) -> None: ...
+
+
+def predictions_from_outputs(
+    probabilities: np.ndarray, digits: np.ndarray, *, model_name: str, model_version: str
+) -> list[Prediction]:
+    """One Prediction per row of the signature's outputs (both predictors end here)."""
+    if probabilities.ndim != 2 or probabilities.shape != (len(digits), NUM_CLASSES):
+        raise ValueError(
+            f"outputs do not match the serving contract: probabilities {probabilities.shape}, "
+            f"digit {digits.shape}"
+        )
+    return [
+        Prediction(
+            digit=int(digit),
+            probabilities=tuple(row.tolist()),
+            model_name=model_name,
+            model_version=model_version,
+        )
+        for row, digit in zip(probabilities, digits, strict=True)
+    ]

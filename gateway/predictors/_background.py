@@ -1,0 +1,78 @@
+"""Daemon threads that start on first use and survive gunicorn's fork.
+
+gunicorn imports the app in the master and forks workers; threads do not cross a fork,
+and locks held by a parent thread at fork time stay locked forever in the child. So
+predictors never start threads at import or construction: they call
+:meth:`LazyDaemon.ensure_running` on first use, and state that a fork invalidates is
+rebuilt in the child by a hook registered with :func:`reset_in_forked_child`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+def reset_in_forked_child(method: Callable[[], None]) -> None:
+    """Call the bound ``method`` in every forked child, while the child has one thread.
+
+    Held weakly, so registering does not keep the object alive (``os.register_at_fork``
+    hooks cannot be unregistered).
+    """
+    ref = weakref.WeakMethod(method)
+
+    def hook() -> None:
+        bound = ref()
+        if bound is not None:
+            bound()
+
+    os.register_at_fork(after_in_child=hook)
+
+
+class LazyDaemon:
+    """One daemon thread running ``run(stop_event)``, started by the first ensure_running()."""
+
+    def __init__(self, name: str, run: Callable[[threading.Event], None]) -> None:
+        self._name = name
+        self._run = run
+        self._reset()
+        reset_in_forked_child(self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def ensure_running(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                thread = threading.Thread(target=self._guarded_run, name=self._name, daemon=True)
+                thread.start()
+                self._thread = thread
+
+    def _guarded_run(self) -> None:
+        try:
+            self._run(self._stop)
+        except Exception:
+            # A crashed daemon would silently stop serving; make the cause visible.
+            log.exception("background thread %s crashed", self._name)
+            raise
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to finish and wait for it; ensure_running() is a no-op afterwards."""
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)

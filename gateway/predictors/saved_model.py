@@ -1,0 +1,161 @@
+"""The in-process predictor: the newest SavedModel version under MODEL_DIR, in this process.
+
+The one-machine default (no TF Serving). Versions live in ``<model_dir>/<N>/``; like
+TF Serving, this serves the highest N that holds a ``saved_model.pb`` and ignores
+anything else (``.tmp-*`` directories of an export in progress, stray files). A daemon
+thread polls the directory and loads a new version off the request path, then swaps
+one reference: requests already running keep the model object they started with.
+
+TensorFlow is imported only when a model is loaded, so importing this module (and the
+gateway image, which has no TensorFlow) stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gateway import errors
+from gateway.predictors._background import LazyDaemon
+from gateway.predictors.base import (
+    INPUT_NAME,
+    OUTPUT_DIGIT,
+    OUTPUT_PROBABILITIES,
+    SIGNATURE_NAME,
+    ModelStatus,
+    Prediction,
+    predictions_from_outputs,
+)
+
+if TYPE_CHECKING:
+    from gateway.config import Config
+
+log = logging.getLogger(__name__)
+
+SAVED_MODEL_FILE = "saved_model.pb"
+
+
+def available_versions(model_dir: Path) -> list[int]:
+    """The complete version numbers under ``model_dir``, ascending."""
+    try:
+        entries = list(model_dir.iterdir())
+    except FileNotFoundError:
+        return []
+    return sorted(
+        int(entry.name)
+        for entry in entries
+        if entry.name.isdigit() and (entry / SAVED_MODEL_FILE).is_file()
+    )
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    version: int
+    # The loaded object owns the variables the signature reads: keep it referenced.
+    saved_model: Any
+    signature: Any
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import tensorflow as tf
+
+        # Check the shape here: a wrong-rank tensor can abort the whole process inside
+        # a TF kernel instead of raising (seen with oneDNN convolutions).
+        expected = self.signature.structured_input_signature[1][INPUT_NAME].shape
+        if not expected.is_compatible_with(images.shape):
+            raise ValueError(f"input {INPUT_NAME!r} must have shape {expected}, got {images.shape}")
+        outputs = self.signature(**{INPUT_NAME: tf.constant(images, dtype=tf.float32)})
+        return outputs[OUTPUT_PROBABILITIES].numpy(), outputs[OUTPUT_DIGIT].numpy()
+
+
+def load_version(model_dir: Path, version: int) -> LoadedVersion:
+    """Load ``model_dir/version`` and run it once, so a broken export fails here."""
+    import tensorflow as tf
+
+    saved_model = tf.saved_model.load(str(model_dir / str(version)))
+    loaded = LoadedVersion(version, saved_model, saved_model.signatures[SIGNATURE_NAME])
+    # The warm-up call also moves the first call's graph set-up off the request path.
+    probabilities, digits = loaded(np.zeros((1, 28, 28, 1), np.float32))
+    predictions_from_outputs(probabilities, digits, model_name="warmup", model_version="0")
+    return loaded
+
+
+class SavedModelPredictor:
+    """Serves the highest version in ``model_dir``; switches when the highest one changes."""
+
+    def __init__(self, model_dir: Path, *, model_name: str, poll_seconds: float) -> None:
+        self.model_name = model_name
+        self._model_dir = model_dir
+        self._poll_seconds = poll_seconds
+        self._current: LoadedVersion | None = None
+        # Versions that failed to load: skipped until a higher one appears, not retried
+        # every poll (the export contract renames complete versions into place).
+        self._broken: set[int] = set()
+        self._first_load = threading.Lock()
+        self._loaded_once = False
+        self._watcher = LazyDaemon("model-watcher", self._watch)
+
+    @classmethod
+    def from_config(cls, config: Config) -> SavedModelPredictor:
+        return cls(
+            config.model_dir, model_name=config.model_name, poll_seconds=config.model_poll_seconds
+        )
+
+    def predict(self, batch: np.ndarray) -> list[Prediction]:
+        self._start()
+        model = self._current  # one read: a swap during this call does not affect it
+        if model is None:
+            raise errors.PredictorUnavailable(self._no_model_detail())
+        try:
+            probabilities, digits = model(batch)
+            return predictions_from_outputs(
+                probabilities, digits, model_name=self.model_name, model_version=str(model.version)
+            )
+        except (ValueError, TypeError) as error:
+            # Wrong input shape or dtype: a bug in the caller, not something to retry.
+            raise errors.PredictorFailed(f"model version {model.version}: {error}") from error
+
+    def status(self) -> ModelStatus:
+        self._start()
+        model = self._current
+        if model is None:
+            return ModelStatus(False, self.model_name, None, self._no_model_detail())
+        return ModelStatus(True, self.model_name, str(model.version), f"serving {self._model_dir}")
+
+    def close(self) -> None:
+        self._watcher.stop()
+
+    def _no_model_detail(self) -> str:
+        return f"no model version in MODEL_DIR ({self._model_dir})"
+
+    def _start(self) -> None:
+        """Load the newest version in the caller's thread the first time, then watch."""
+        if not self._loaded_once:
+            with self._first_load:
+                if not self._loaded_once:
+                    self._refresh()
+                    self._loaded_once = True
+        self._watcher.ensure_running()
+
+    def _watch(self, stop: threading.Event) -> None:
+        while not stop.wait(self._poll_seconds):
+            self._refresh()
+
+    def _refresh(self) -> None:
+        candidates = [v for v in available_versions(self._model_dir) if v not in self._broken]
+        wanted = candidates[-1] if candidates else None
+        current = self._current.version if self._current is not None else None
+        if wanted is None or wanted == current:
+            return
+        try:
+            loaded = load_version(self._model_dir, wanted)
+        except Exception:
+            log.exception("model version %s failed to load; still serving %s", wanted, current)
+            self._broken.add(wanted)
+            return
+        self._current = loaded
+        log.info("serving model %s version %s (was %s)", self.model_name, wanted, current)

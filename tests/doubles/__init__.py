@@ -1,0 +1,1 @@
+"""Test doubles for services that cannot run on a development machine."""

@@ -99,7 +99,8 @@ def decode(data: bytes, *, max_pixels: int) -> tuple[np.ndarray, np.ndarray | No
                 ImageOps.exif_transpose(image, in_place=True)
                 return _channels(_reduce(_canonical_mode(image)))
             except _DECODE_ERRORS as error:
-                raise errors.CorruptImage(f"the {image.format} image is damaged: {error}") from error
+                message = f"the {image.format} image is damaged: {error}"
+                raise errors.CorruptImage(message) from error
 
 
 def _open(data: bytes, *, max_pixels: int) -> Image.Image:

@@ -100,16 +100,25 @@ def replication_cql(config: Config) -> str:
     return "{'class': 'NetworkTopologyStrategy'" + factors + "}"
 
 
-def schema_statements(config: Config) -> list[str]:
+def schema_statements(config: Config) -> dict[str, str]:
+    """What each statement creates (e.g. ``table mnist.predictions``) -> its CQL."""
     keyspace = keyspace_name(config)
-    create_keyspace = (
-        f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication_cql(config)}"
-    )
-    tables = [" ".join(cql.format(keyspace=keyspace).split()) for cql in TABLES.values()]
-    return [create_keyspace, *tables]
+    statements = {
+        f"keyspace {keyspace}": (
+            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication_cql(config)}"
+        )
+    }
+    for table, cql in TABLES.items():
+        statements[f"table {keyspace}.{table}"] = " ".join(cql.format(keyspace=keyspace).split())
+    return statements
 
 
-def apply_schema(session: Session, config: Config) -> None:
-    """Create the keyspace and tables unless they exist; the driver waits for agreement."""
-    for statement in schema_statements(config):
-        session.execute(statement)
+def apply_schema(session: Session, config: Config) -> list[str]:
+    """Create the keyspace and tables unless they exist; returns what it made sure of.
+
+    The driver waits for the nodes to agree on each change before the next one.
+    """
+    statements = schema_statements(config)
+    for cql in statements.values():
+        session.execute(cql)
+    return list(statements)

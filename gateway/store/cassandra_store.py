@@ -21,7 +21,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
-from cassandra import ConsistencyLevel, OperationTimedOut, RequestExecutionException
+from cassandra import (
+    ConsistencyLevel,
+    OperationTimedOut,
+    ProtocolVersion,
+    RequestExecutionException,
+)
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import (
     EXEC_PROFILE_DEFAULT,
@@ -49,6 +54,9 @@ from gateway.store.validation import check_records
 # Reconnect to a node that went down after 0.5 s, 1 s, 2 s ... but never wait longer
 # than this: the store should be back within seconds of Cassandra.
 MAX_RECONNECT_DELAY_SECONDS = 5.0
+# Native protocol v5: Cassandra 4.0 and newer. Fixing it skips the driver's
+# try-and-downgrade handshake (and its warnings) on every connect.
+PROTOCOL_VERSION = ProtocolVersion.V5
 # Days are read a few at a time while walking back through quiet periods.
 DAYS_FETCH_SIZE = 8
 
@@ -69,26 +77,24 @@ _COLUMNS = (
     "labelled_at",
 )
 
-# Errors that mean "not now" rather than "never": no node reachable, a timeout, too
-# few replicas, an overloaded or bootstrapping coordinator, a dropped connection.
 # Rows come from the driver's named-tuple factory, one type per query.
 Row = Any
 
+# Errors that mean "not now" rather than "never": no node reachable, a timeout, too
+# few replicas, an overloaded or bootstrapping coordinator, a dropped connection.
 _UNAVAILABLE = (NoHostAvailable, OperationTimedOut, RequestExecutionException, ConnectionException)
 
 
 def build_cluster(config: Config) -> Cluster:
     """A driver ``Cluster`` for the configured hosts; nothing connects until ``connect()``."""
-    # Without a local DC the driver's default applies: token-aware over DC-aware
-    # round robin, with the local DC taken from the contact points.
+    # Without a local DC, the DC of the contact points is taken as local.
     profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(
+            DCAwareRoundRobinPolicy(local_dc=config.cassandra_local_dc)
+        ),
         consistency_level=ConsistencyLevel.name_to_value[config.cassandra_consistency],
         request_timeout=config.cassandra_request_timeout_seconds,
     )
-    if config.cassandra_local_dc:
-        profile.load_balancing_policy = TokenAwarePolicy(
-            DCAwareRoundRobinPolicy(local_dc=config.cassandra_local_dc)
-        )
     auth = (
         PlainTextAuthProvider(config.cassandra_username, config.cassandra_password or "")
         if config.cassandra_username
@@ -97,6 +103,7 @@ def build_cluster(config: Config) -> Cluster:
     return Cluster(
         contact_points=list(config.cassandra_hosts),
         port=config.cassandra_port,
+        protocol_version=PROTOCOL_VERSION,
         auth_provider=auth,
         connect_timeout=config.cassandra_connect_timeout_seconds,
         control_connection_timeout=config.cassandra_connect_timeout_seconds,

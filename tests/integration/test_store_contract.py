@@ -19,6 +19,7 @@ from gateway.store import PredictionRecord, Store, make_store, new_prediction_id
 from gateway.store.cassandra_schema import keyspace_name
 from gateway.store.cassandra_store import build_cluster
 from gateway.store.cursor import encode_cursor
+from gateway.store.ids import truncate_to_millisecond
 
 DAY = datetime(2024, 3, 5, 13, 45, 12, 345000, tzinfo=UTC)
 
@@ -30,7 +31,7 @@ def make_record(at: datetime, sequence: int = 0, **changes: object) -> Predictio
     probabilities = (np.exp(logits) / np.exp(logits).sum()).astype(np.float32)
     record = PredictionRecord(
         id=new_prediction_id(at, sequence),
-        created_at=at,
+        created_at=truncate_to_millisecond(at),
         filename=f"digit-{sequence}.png",
         digit=int(probabilities.argmax()),
         confidence=float(probabilities.max()),
@@ -108,7 +109,7 @@ def test_get_returns_every_field_as_saved(store: Store) -> None:
 def test_created_at_comes_back_in_utc_to_the_millisecond(store: Store) -> None:
     local = timezone(timedelta(hours=2))
     at = datetime(2024, 3, 5, 15, 45, 12, 345678, tzinfo=local)
-    record = make_record(at)
+    record = replace(make_record(at), created_at=at)
 
     store.save_many([record])
 

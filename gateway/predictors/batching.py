@@ -8,9 +8,9 @@ images), makes ONE call to the wrapped predictor and hands each caller its slice
 Latency at low load: a lone request goes straight through, it never waits for the
 window. Throughput at high load: while one batch runs, the next requests queue up and
 form the next batch by themselves. The window adds a short wait for more requests only
-when the previous batch already merged several callers, i.e. when there is evidence
-that others are about to arrive; no request waits longer than ``window_seconds`` after
-it was queued.
+when several were already queued together, i.e. when there is evidence right now that
+others are arriving; no request waits longer than ``window_seconds`` after it was
+queued.
 """
 
 from __future__ import annotations
@@ -81,7 +81,6 @@ class MicroBatcher:
         # Requests queued in a parent process belong to threads the child does not have.
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._held_over: _PendingRequest | None = None
-        self._previous_batch_merged = False
 
     def predict(self, batch: np.ndarray) -> list[Prediction]:
         if self._collector.stopping:
@@ -126,7 +125,7 @@ class MicroBatcher:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not (self._previous_batch_merged or len(batch) > 1):
+                if remaining <= 0 or len(batch) == 1:
                     break
                 try:
                     item = self._queue.get(timeout=remaining)
@@ -141,7 +140,6 @@ class MicroBatcher:
                 break
             batch.append(item)
             size += len(item.images)
-        self._previous_batch_merged = len(batch) > 1
         return batch
 
     def _run(self, batch: list[_PendingRequest]) -> None:

@@ -1,0 +1,159 @@
+"""The in-process predictor with real exported SavedModels and real TensorFlow."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway import errors
+from gateway.config import Config
+from gateway.predictors import make_predictor
+from gateway.predictors.saved_model import SavedModelPredictor
+from tests.integration.model_helpers import (
+    export_untrained_version,
+    install_version,
+    newest_version_dir,
+    reference_outputs,
+    wait_until,
+)
+
+POLL_SECONDS = 0.1
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    return tmp_path / "models" / "mnist"
+
+
+@pytest.fixture
+def predictor(model_dir: Path) -> Iterator[SavedModelPredictor]:
+    predictor = SavedModelPredictor(model_dir, model_name="mnist", poll_seconds=POLL_SECONDS)
+    yield predictor
+    predictor.close()
+
+
+def test_serves_the_highest_complete_version_and_ignores_everything_else(
+    exported_model_dir, mnist_test_set, model_dir, predictor
+):
+    exported = newest_version_dir(exported_model_dir)
+    install_version(exported, model_dir, 1)
+    install_version(exported, model_dir, 3)
+    (model_dir / "7").mkdir()  # no saved_model.pb: an export still being written by hand
+    (model_dir / "9").write_text("a file, not a version")
+    (model_dir / "latest").mkdir()
+    install_version(exported, model_dir / ".tmp-export", 12).rename(model_dir / ".tmp-12")
+    images = mnist_test_set[0][:16]
+
+    predictions = predictor.predict(images)
+
+    probabilities, digits = reference_outputs(model_dir / "3", images)
+    assert [p.model_version for p in predictions] == ["3"] * 16
+    assert [p.digit for p in predictions] == digits.tolist()
+    np.testing.assert_allclose([p.probabilities for p in predictions], probabilities, atol=1e-6)
+    status = predictor.status()
+    assert (status.ready, status.model_version) == (True, "3")
+
+
+def test_without_a_version_it_is_not_ready_until_one_appears(
+    exported_model_dir, mnist_test_set, model_dir, predictor
+):
+    model_dir.mkdir(parents=True)
+
+    status = predictor.status()
+    assert not status.ready
+    assert "no model version in MODEL_DIR" in status.detail
+    with pytest.raises(errors.PredictorUnavailable, match="no model version"):
+        predictor.predict(mnist_test_set[0][:1])
+
+    install_version(newest_version_dir(exported_model_dir), model_dir, 1)
+    wait_until(lambda: predictor.status().ready, timeout=30, what="the new version to load")
+    assert predictor.predict(mnist_test_set[0][:1])[0].model_version == "1"
+
+
+def test_a_new_version_is_swapped_in_without_failing_requests_in_flight(
+    exported_model_dir, mnist_test_set, model_dir, predictor
+):
+    install_version(newest_version_dir(exported_model_dir), model_dir, 1)
+    images = mnist_test_set[0][:8]
+    versions_seen: list[str] = []
+    failures: list[Exception] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                versions_seen.extend({p.model_version for p in predictor.predict(images)})
+            except Exception as error:
+                failures.append(error)
+
+    assert predictor.status().model_version == "1"
+    hammering = threading.Thread(target=hammer)
+    hammering.start()
+    try:
+        new_version = export_untrained_version(model_dir)
+        wait_until(lambda: str(new_version) in versions_seen, timeout=60, what="the new version")
+    finally:
+        stop.set()
+        hammering.join()
+
+    assert failures == []
+    assert versions_seen[0] == "1"
+    switched_at = versions_seen.index(str(new_version))
+    assert set(versions_seen[:switched_at]) == {"1"}
+    assert set(versions_seen[switched_at:]) == {str(new_version)}
+
+
+def test_a_version_that_fails_to_load_is_skipped(
+    exported_model_dir, mnist_test_set, model_dir, predictor, caplog
+):
+    exported = newest_version_dir(exported_model_dir)
+    install_version(exported, model_dir, 1)
+    assert predictor.status().model_version == "1"
+
+    broken = model_dir / "2"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"not a protocol buffer")
+    wait_until(
+        lambda: "version 2 failed to load" in caplog.text, timeout=30, what="the failed load"
+    )
+    assert predictor.predict(mnist_test_set[0][:1])[0].model_version == "1"
+
+    install_version(exported, model_dir, 3)
+    wait_until(lambda: predictor.status().model_version == "3", timeout=30, what="version 3")
+
+
+def test_a_batch_of_the_wrong_shape_is_a_predictor_failure_not_a_crash(
+    exported_model_dir, model_dir, predictor
+):
+    install_version(newest_version_dir(exported_model_dir), model_dir, 1)
+
+    with pytest.raises(errors.PredictorFailed, match="shape"):
+        predictor.predict(np.zeros((2, 28, 28), np.float32))
+    assert predictor.status().ready
+
+
+def test_make_predictor_batches_concurrent_callers_over_the_in_process_model(
+    exported_model_dir, mnist_test_set
+):
+    predictor = make_predictor(Config(model_dir=exported_model_dir, batch_window_ms=5))
+    images = mnist_test_set[0][:32]
+    _, expected_digits = reference_outputs(newest_version_dir(exported_model_dir), images)
+    results: dict[int, int] = {}
+
+    def predict_one(index: int) -> None:
+        results[index] = predictor.predict(images[index : index + 1])[0].digit
+
+    try:
+        threads = [threading.Thread(target=predict_one, args=(i,)) for i in range(len(images))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        predictor.close()
+
+    assert [results[i] for i in range(len(images))] == expected_digits.tolist()

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from cassandra.cluster import Session
 
 from gateway.config import Config
 from gateway.store.cassandra_schema import keyspace_name
@@ -32,15 +33,21 @@ def cassandra_node() -> str:
 
 
 @pytest.fixture(scope="session")
-def cassandra_config(cassandra_node: str) -> Iterator[Config]:
+def cassandra_admin(cassandra_node: str) -> Iterator[Session]:
+    """A session of its own on the local node, for tests to set up and inspect with."""
+    cluster = build_cluster(Config(cassandra_hosts=(cassandra_node,)))
+    try:
+        yield cluster.connect()
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def cassandra_config(cassandra_node: str, cassandra_admin: Session) -> Iterator[Config]:
     """Config for a fresh keyspace on the local node, dropped when the session ends."""
     config = Config(
         cassandra_hosts=(cassandra_node,),
         cassandra_keyspace=f"test_{uuid.uuid4().hex[:16]}",
     )
     yield config
-    cluster = build_cluster(config)
-    try:
-        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace_name(config)}")
-    finally:
-        cluster.shutdown()
+    cassandra_admin.execute(f"DROP KEYSPACE IF EXISTS {keyspace_name(config)}")

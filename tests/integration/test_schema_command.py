@@ -12,8 +12,6 @@ from collections.abc import Iterator
 import pytest
 from cassandra.cluster import Session
 
-from gateway.config import Config
-from gateway.store.cassandra_store import build_cluster
 from tests.integration.cassandra_helpers import REPO_ROOT
 
 
@@ -32,22 +30,15 @@ def run_schema_command(*args: str, **env: str) -> subprocess.CompletedProcess[st
 
 
 @pytest.fixture
-def admin_session(cassandra_node: str) -> Iterator[Session]:
-    cluster = build_cluster(Config(cassandra_hosts=(cassandra_node,)))
-    yield cluster.connect()
-    cluster.shutdown()
-
-
-@pytest.fixture
-def keyspace(admin_session: Session) -> Iterator[str]:
+def keyspace(cassandra_admin: Session) -> Iterator[str]:
     name = f"test_schema_{uuid.uuid4().hex[:12]}"
     yield name
-    admin_session.execute(f"DROP KEYSPACE IF EXISTS {name}")
+    cassandra_admin.execute(f"DROP KEYSPACE IF EXISTS {name}")
 
 
 @pytest.mark.cassandra
 def test_creates_the_keyspace_and_tables_and_can_run_again(
-    cassandra_node: str, keyspace: str, admin_session: Session
+    cassandra_node: str, keyspace: str, cassandra_admin: Session
 ) -> None:
     env = {"CASSANDRA_HOSTS": cassandra_node, "CASSANDRA_KEYSPACE": keyspace}
 
@@ -57,11 +48,11 @@ def test_creates_the_keyspace_and_tables_and_can_run_again(
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
     assert f"table {keyspace}.predictions" in first.stdout
-    tables = admin_session.execute(
+    tables = cassandra_admin.execute(
         "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
     )
     assert {row.table_name for row in tables} == {"predictions", "prediction_days"}
-    replication = admin_session.execute(
+    replication = cassandra_admin.execute(
         "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s", (keyspace,)
     ).one()
     assert replication.replication["replication_factor"] == "1"

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cassandra.cluster import Session
 
 from gateway.config import Config
 from gateway.errors import BadRequest
 from gateway.store import PredictionRecord, Store, make_store, new_prediction_id
 from gateway.store.cassandra_schema import keyspace_name
-from gateway.store.cassandra_store import build_cluster
 from gateway.store.cursor import encode_cursor
 from gateway.store.ids import truncate_to_millisecond
 
@@ -51,7 +51,7 @@ def config(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
         # A directory that does not exist yet: the store creates it.
         return Config(sqlite_path=tmp_path / "state" / "predictions.sqlite3")
     config: Config = request.getfixturevalue("cassandra_config")
-    _truncate(config)
+    _truncate(request.getfixturevalue("cassandra_admin"), keyspace_name(config))
     return config
 
 
@@ -62,19 +62,13 @@ def store(config: Config) -> Iterator[Store]:
     store.close()
 
 
-def _truncate(config: Config) -> None:
-    """Empty the session keyspace's tables (if a previous test created them)."""
-    cluster = build_cluster(config)
-    try:
-        session = cluster.connect()
-        keyspace = keyspace_name(config)
-        tables = session.execute(
-            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
-        )
-        for row in tables:
-            session.execute(f"TRUNCATE {keyspace}.{row.table_name}")
-    finally:
-        cluster.shutdown()
+def _truncate(session: Session, keyspace: str) -> None:
+    """Empty the keyspace's tables, if an earlier test has created them."""
+    tables = session.execute(
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
+    )
+    for row in tables:
+        session.execute(f"TRUNCATE {keyspace}.{row.table_name}")
 
 
 def walk_history(store: Store, limit: int) -> list[list[PredictionRecord]]:

@@ -24,7 +24,8 @@ MAX_RETRY_SECONDS = 15.0
 
 def apply(config: Config) -> None:
     """Connect once and run every schema statement; ``StoreUnavailable`` if Cassandra is not up."""
-    cluster = build_cluster(config)
+    with unavailable_on_driver_errors():
+        cluster = build_cluster(config)  # resolves the host names
     try:
         with unavailable_on_driver_errors():
             created = apply_schema(cluster.connect(), config)

@@ -26,6 +26,7 @@ from cassandra import (
     OperationTimedOut,
     ProtocolVersion,
     RequestExecutionException,
+    UnresolvableContactPoints,
 )
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import (
@@ -81,12 +82,22 @@ _COLUMNS = (
 Row = Any
 
 # Errors that mean "not now" rather than "never": no node reachable, a timeout, too
-# few replicas, an overloaded or bootstrapping coordinator, a dropped connection.
-_UNAVAILABLE = (NoHostAvailable, OperationTimedOut, RequestExecutionException, ConnectionException)
+# few replicas, an overloaded or bootstrapping coordinator, a dropped connection, or
+# host names that do not resolve yet (a Kubernetes service before its first pod).
+_UNAVAILABLE = (
+    NoHostAvailable,
+    OperationTimedOut,
+    RequestExecutionException,
+    ConnectionException,
+    UnresolvableContactPoints,
+)
 
 
 def build_cluster(config: Config) -> Cluster:
-    """A driver ``Cluster`` for the configured hosts; nothing connects until ``connect()``."""
+    """A driver ``Cluster`` for the configured hosts; nothing connects until ``connect()``.
+
+    Raises ``UnresolvableContactPoints`` when none of the host names resolves.
+    """
     # Without a local DC, the DC of the contact points is taken as local.
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(
@@ -125,6 +136,8 @@ def _describe(error: Exception) -> str:
         # Its message is generic; the per-host reasons are what an operator needs.
         reasons = "; ".join(f"{host}: {reason}" for host, reason in error.errors.items())
         return f"no host available ({reasons or 'no hosts tried'})"
+    if isinstance(error, UnresolvableContactPoints):
+        return "none of the configured host names resolves to an address"
     return f"{type(error).__name__}: {error}"
 
 
@@ -261,7 +274,8 @@ class CassandraStore:
             return self._connection
 
     def _open(self) -> _Connection:
-        cluster = build_cluster(self._config)
+        with unavailable_on_driver_errors():
+            cluster = build_cluster(self._config)  # resolves the host names
         try:
             with unavailable_on_driver_errors():
                 session = cluster.connect()

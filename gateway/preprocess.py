@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -31,20 +32,26 @@ MNIST_BOX = 20
 MNIST_CENTRE = 14.0
 
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+LOSSY_FORMATS = ("JPEG", "WEBP")
 # Long side of the image the numpy steps work on: plenty for a 20-pixel result, and it keeps
 # a 12-megapixel photo as cheap as a thumbnail.
 WORKING_SIDE = 256
 # Below this side a background gradient cannot be told from the digit: flatten globally.
 MIN_SIDE_TO_FLATTEN = 64
-BACKGROUND_GRID = 4
+BACKGROUND_GRID = 8
 # Ink is bright after orientation, so a low percentile of a block is its background as long
-# as ink covers less than three quarters of the block.
-BACKGROUND_PERCENTILE = 25
+# as ink covers less than nine tenths of the block. (Noise biases it low by a constant, which
+# the noise floor's median absorbs.)
+BACKGROUND_PERCENTILE = 10
 # The noise floor, in robust standard deviations of the background: far enough out that
 # pure noise leaves at most a few isolated pixels above it.
 NOISE_SIGMAS = 4.5
 # Scales the median absolute deviation to a standard deviation for Gaussian noise.
 MAD_TO_SIGMA = 1.4826
+# JPEG and WebP flatten paper to one grey level, which makes the MAD zero although their
+# ripples of a few levels remain: assume at least this much noise from them. (Lossless
+# images can be truly noise-free, like MNIST's own, whose faintest edges must survive.)
+LOSSY_NOISE_SIGMA = 2 / 255
 # The ink level is this percentile of the pixels above the noise floor: stroke cores, not the
 # anti-aliased edges, and not the few brightest outliers.
 INK_LEVEL_PERCENTILE = 90
@@ -68,10 +75,12 @@ def preprocess(data: bytes, *, max_pixels: int) -> np.ndarray:
     Raises ``errors.BadRequest`` (empty), ``NotAnImage``, ``ImageTooLarge`` (more than
     ``max_pixels`` declared), ``CorruptImage`` and ``NoInk``.
     """
-    luminance, alpha = decode(data, max_pixels=max_pixels)
-    if alpha is not None:
-        luminance = fill_transparency(luminance, alpha)
-    return normalise_like_mnist(extract_ink(luminance))
+    image = decode(data, max_pixels=max_pixels)
+    luminance = image.luminance
+    if image.alpha is not None:
+        luminance = fill_transparency(luminance, image.alpha)
+    min_noise = LOSSY_NOISE_SIGMA if image.lossy else 0.0
+    return normalise_like_mnist(extract_ink(luminance, min_noise_sigma=min_noise))
 
 
 def to_uint8(image: np.ndarray) -> bytes:
@@ -82,8 +91,18 @@ def to_uint8(image: np.ndarray) -> bytes:
 # --- 1. decoding ---------------------------------------------------------------------------
 
 
-def decode(data: bytes, *, max_pixels: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Luminance and, if the image has transparency, alpha: float32 in [0, 1], working size."""
+@dataclass(frozen=True)
+class Decoded:
+    """float32 in [0, 1] at the working size; alpha only when the image has transparency."""
+
+    luminance: np.ndarray
+    alpha: np.ndarray | None
+    # From a lossy codec (JPEG, WebP), whose ripples a flat background does not show.
+    lossy: bool
+
+
+def decode(data: bytes, *, max_pixels: int) -> Decoded:
+    """Decode the first frame, upright, reduced to the working size."""
     if not data:
         raise errors.BadRequest("the uploaded file is empty", code="empty_file")
     # Pillow warns (and past twice its global limit, raises) about decompression bombs while
@@ -97,7 +116,8 @@ def decode(data: bytes, *, max_pixels: int) -> tuple[np.ndarray, np.ndarray | No
                 # Decode the first frame completely now, so damage surfaces here.
                 image.load()
                 ImageOps.exif_transpose(image, in_place=True)
-                return _channels(_reduce(_canonical_mode(image)))
+                luminance, alpha = _channels(_reduce(_canonical_mode(image)))
+                return Decoded(luminance, alpha, lossy=image.format in LOSSY_FORMATS)
             except _DECODE_ERRORS as error:
                 message = f"the {image.format} image is damaged: {error}"
                 raise errors.CorruptImage(message) from error
@@ -172,10 +192,10 @@ def fill_transparency(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 # --- 3. ink --------------------------------------------------------------------------------
 
 
-def extract_ink(luminance: np.ndarray) -> np.ndarray:
+def extract_ink(luminance: np.ndarray, *, min_noise_sigma: float = 0.0) -> np.ndarray:
     """Bright ink on a black, flat background, stretched so stroke cores reach 1."""
     oriented = luminance if ink_is_light(luminance) else 1.0 - luminance
-    return stretch_contrast(oriented - estimate_background(oriented))
+    return stretch_contrast(oriented - estimate_background(oriented), min_noise_sigma)
 
 
 def ink_is_light(luminance: np.ndarray) -> bool:
@@ -207,14 +227,25 @@ def estimate_background(oriented: np.ndarray) -> np.ndarray:
     return np.asarray(smooth, dtype=np.float32)
 
 
-def stretch_contrast(ink: np.ndarray) -> np.ndarray:
+def noise_sigma(ink: np.ndarray, median: float) -> float:
+    """A robust standard deviation of the background noise, the larger of two estimates.
+
+    The median absolute deviation is right for blurred (correlated) noise but collapses to
+    zero when the background is clipped at white, as on overexposed paper; the differences
+    between horizontal neighbours still see clipped noise, but miss correlated noise.
+    """
+    deviation = np.median(np.abs(ink - median))
+    neighbour_difference = np.median(np.abs(np.diff(ink, axis=1))) / np.sqrt(2)
+    return float(MAD_TO_SIGMA * max(deviation, neighbour_difference))
+
+
+def stretch_contrast(ink: np.ndarray, min_noise_sigma: float = 0.0) -> np.ndarray:
     """Map the noise floor to 0 and the ink level to 1, linearly, clipped.
 
     Raises ``errors.NoInk`` when nothing stands out from the background noise.
     """
     median = np.median(ink)
-    noise_sigma = MAD_TO_SIGMA * np.median(np.abs(ink - median))
-    floor = median + NOISE_SIGMAS * noise_sigma
+    floor = median + NOISE_SIGMAS * max(noise_sigma(ink, median), min_noise_sigma)
     above = ink[ink > floor]
     if above.size == 0:
         raise errors.NoInk("no ink stands out from the background")

@@ -49,10 +49,12 @@ class LazyDaemon:
         self._thread: threading.Thread | None = None
 
     def ensure_running(self) -> None:
-        if self._thread is not None:
+        """Start the thread unless it runs (a thread that crashed is started again)."""
+        if self._thread is not None and self._thread.is_alive():
             return
         with self._lock:
-            if self._thread is None and not self._stop.is_set():
+            alive = self._thread is not None and self._thread.is_alive()
+            if not alive and not self._stop.is_set():
                 thread = threading.Thread(target=self._guarded_run, name=self._name, daemon=True)
                 thread.start()
                 self._thread = thread
@@ -61,9 +63,8 @@ class LazyDaemon:
         try:
             self._run(self._stop)
         except Exception:
-            # A crashed daemon would silently stop serving; make the cause visible.
-            log.exception("background thread %s crashed", self._name)
-            raise
+            # Into the application's log, where the restart on next use will be seen too.
+            log.exception("background thread %s crashed; it restarts on next use", self._name)
 
     @property
     def stopping(self) -> bool:

@@ -85,6 +85,8 @@ class MicroBatcher:
     def predict(self, batch: np.ndarray) -> list[Prediction]:
         if self._collector.stopping:
             raise errors.PredictorUnavailable("the predictor is shutting down")
+        if len(batch) == 0:
+            return []
         request = _PendingRequest(batch)
         self._collector.ensure_running()
         self._queue.put(request)
@@ -94,8 +96,9 @@ class MicroBatcher:
         return self._inner.status()
 
     def close(self) -> None:
-        self._collector.stop(timeout=0)
+        # Wake the collector, let it finish the batch it is running, then close the model.
         self._queue.put(_STOP)
+        self._collector.stop()
         self._inner.close()
 
     # --- the collector thread ----------------------------------------------------------

@@ -128,7 +128,8 @@ class TFServingPredictor:
 
     @classmethod
     def from_config(cls, config: Config) -> TFServingPredictor:
-        assert config.serving_url is not None
+        if not config.serving_url:
+            raise ValueError("SERVING_URL is not set")
         return cls(
             config.serving_url,
             model_name=config.model_name,

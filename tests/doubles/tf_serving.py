@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import logging
 import re
 import threading
 from pathlib import Path
@@ -40,6 +41,7 @@ from gateway.predictors.saved_model import available_versions
 _MODEL_PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<verb>/metadata|:predict)?$"
 )
+log = logging.getLogger(__name__)
 _DTYPE_NAMES = {tf.float32: "DT_FLOAT", tf.float64: "DT_DOUBLE", tf.int64: "DT_INT64"}
 
 
@@ -72,6 +74,7 @@ class TFServingDouble:
         self._poll_seconds = poll_seconds
         self._lock = threading.Lock()
         self._served: dict[int, Any] = {}
+        self._unloadable: set[int] = set()
         self._failures: collections.deque[tuple[int, str]] = collections.deque()
         self._delay_seconds = 0.0
         self.requests_received: collections.Counter[str] = collections.Counter()
@@ -139,11 +142,17 @@ class TFServingDouble:
             self._load_newest()
 
     def _load_newest(self) -> None:
-        versions = available_versions(self._base_path)
+        versions = [v for v in available_versions(self._base_path) if v not in self._unloadable]
         if not versions or versions[-1] in self._served:
             return
         newest = versions[-1]
-        loaded = tf.saved_model.load(str(self._base_path / str(newest)))
+        try:
+            loaded = tf.saved_model.load(str(self._base_path / str(newest)))
+        except Exception:
+            # TF Serving logs a version that fails to load and keeps serving the old one.
+            log.exception("version %s of %s failed to load", newest, self.model_name)
+            self._unloadable.add(newest)
+            return
         # Load first, then unload the old one: TF Serving's availability-preserving policy.
         self._served = {newest: loaded}
 

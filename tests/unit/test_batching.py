@@ -191,3 +191,10 @@ def test_a_forked_child_starts_its_own_collector(make_batcher):
     os.close(read_end)
     assert os.waitstatus_to_exitcode(wait_status) == 0
     assert answer == b"5"
+
+
+def test_an_empty_batch_needs_no_model_call(make_batcher):
+    inner = RecordingFakePredictor()
+
+    assert make_batcher(inner).predict(np.zeros((0, 28, 28, 1), np.float32)) == []
+    assert inner.batch_sizes == []

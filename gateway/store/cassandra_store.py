@@ -190,6 +190,12 @@ class _Connection:
     # Days this process already listed in prediction_days: listing is needed once a day.
     listed_days: set[date]
 
+    def list_days(self, days: set[date]) -> None:
+        # Unlocked on purpose: two threads listing the same day write the same row twice.
+        for day in sorted(days - self.listed_days):
+            self.session.execute(self.statements.insert_day, (DAYS_PARTITION, day))
+            self.listed_days.add(day)
+
 
 class CassandraStore:
     def __init__(self, config: Config) -> None:
@@ -209,7 +215,7 @@ class CassandraStore:
         with unavailable_on_driver_errors():
             # Days first: a listed day without records costs the history one empty read,
             # a record on an unlisted day would never be shown.
-            self._list_days({_day_of(record.id) for record in records}, connection)
+            connection.list_days({_day_of(record.id) for record in records})
             connection.session.execute(batch)
 
     def get(self, prediction_id: UUID) -> PredictionRecord | None:
@@ -231,7 +237,7 @@ class CassandraStore:
         wanted = limit + 1
         rows: list[Row] = []
         with unavailable_on_driver_errors():
-            for query, values in self._day_slices_newest_first(connection, older_than):
+            for query, values in _day_slices_newest_first(connection, older_than):
                 rows.extend(connection.session.execute(query, (*values, wanted - len(rows))))
                 if len(rows) >= wanted:
                     break
@@ -286,29 +292,24 @@ class CassandraStore:
             raise
         return _Connection(cluster, session, statements, os.getpid(), listed_days=set())
 
-    def _list_days(self, days: set[date], connection: _Connection) -> None:
-        # Unlocked on purpose: two threads listing the same day write the same row twice.
-        for day in sorted(days - connection.listed_days):
-            connection.session.execute(connection.statements.insert_day, (DAYS_PARTITION, day))
-            connection.listed_days.add(day)
 
-    def _day_slices_newest_first(
-        self, connection: _Connection, older_than: UUID | None
-    ) -> Iterator[tuple[PreparedStatement, tuple[object, ...]]]:
-        """The queries (without their LIMIT value) that read history from the cursor back.
+def _day_slices_newest_first(
+    connection: _Connection, older_than: UUID | None
+) -> Iterator[tuple[PreparedStatement, tuple[object, ...]]]:
+    """The queries (without their LIMIT value) that read history from the cursor back.
 
-        The cursor's own day first (its rows older than the cursor), then each older day
-        that has predictions, whole. Days are fetched lazily, a few at a time.
-        """
-        session, statements = connection.session, connection.statements
-        if older_than is None:
-            days = session.execute(statements.select_days, (DAYS_PARTITION,))
-        else:
-            cursor_day = _day_of(older_than)
-            yield statements.select_day_older_than, (cursor_day, older_than)
-            days = session.execute(statements.select_days_before, (DAYS_PARTITION, cursor_day))
-        for day_row in days:
-            yield statements.select_day, (day_row.day.date(),)
+    The cursor's own day first (its rows older than the cursor), then each older day
+    that has predictions, whole. Days are fetched lazily, a few at a time.
+    """
+    session, statements = connection.session, connection.statements
+    if older_than is None:
+        days = session.execute(statements.select_days, (DAYS_PARTITION,))
+    else:
+        cursor_day = _day_of(older_than)
+        yield statements.select_day_older_than, (cursor_day, older_than)
+        days = session.execute(statements.select_days_before, (DAYS_PARTITION, cursor_day))
+    for day_row in days:
+        yield statements.select_day, (day_row.day.date(),)
 
 
 def _day_of(prediction_id: UUID) -> date:

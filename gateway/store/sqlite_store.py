@@ -25,7 +25,6 @@ from uuid import UUID
 from gateway.errors import StoreUnavailable
 from gateway.store.base import Page, PredictionRecord
 from gateway.store.cursor import decode_cursor, encode_cursor
-from gateway.store.ids import truncate_to_millisecond
 from gateway.store.validation import check_records
 
 BUSY_TIMEOUT_MS = 5000
@@ -53,12 +52,27 @@ CREATE INDEX IF NOT EXISTS predictions_newest_first ON predictions (id_time DESC
 """
 
 _COLUMNS = (
-    "id, id_time, created_at_ms, filename, digit, confidence, probabilities, model_name, "
-    "model_version, upload_sha256, input_image, latency_ms, label, labelled_at_ms"
+    "id",
+    "id_time",
+    "created_at_ms",
+    "filename",
+    "digit",
+    "confidence",
+    "probabilities",
+    "model_name",
+    "model_version",
+    "upload_sha256",
+    "input_image",
+    "latency_ms",
+    "label",
+    "labelled_at_ms",
 )
 # An upsert, like Cassandra's INSERT: saving a record again replaces it in both stores.
-_INSERT = f"INSERT OR REPLACE INTO predictions ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
-_SELECT = f"SELECT {_COLUMNS} FROM predictions"
+_INSERT = (
+    f"INSERT OR REPLACE INTO predictions ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM predictions"
 
 
 class SqliteStore:
@@ -95,11 +109,10 @@ class SqliteStore:
         return Page(records, encode_cursor(records[-1].id) if has_older else None)
 
     def set_label(self, prediction_id: UUID, label: int) -> PredictionRecord | None:
-        labelled_at = truncate_to_millisecond(datetime.now(UTC))
         with self._transaction() as db:
             db.execute(
                 "UPDATE predictions SET label = ?, labelled_at_ms = ? WHERE id = ?",
-                (label, _to_ms(labelled_at), prediction_id.bytes),
+                (label, _to_ms(datetime.now(UTC)), prediction_id.bytes),
             )
             row = db.execute(f"{_SELECT} WHERE id = ?", (prediction_id.bytes,)).fetchone()
         return None if row is None else _from_row(row)
@@ -194,6 +207,7 @@ def _from_row(row: tuple) -> PredictionRecord:
 
 
 def _to_ms(at: datetime) -> int:
+    """Whole milliseconds since the Unix epoch: sub-millisecond digits are dropped."""
     return (at - _UNIX_EPOCH) // _MILLISECOND
 
 

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-# Runnable as a plain script from the repo root: make the training package importable.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from training.data import load_mnist  # noqa: E402
-from training.model import ARCHITECTURES, DEFAULT_ARCH  # noqa: E402
-from training.train import TrainedModel, make_reproducible, train  # noqa: E402
+from training.data import load_mnist
+from training.model import ARCHITECTURES, DEFAULT_ARCH
+from training.train import TrainedModel, make_reproducible, train
 
 # The 2019 project trained 20,000 steps of 50 images (about 17 epochs) to reach 99.21%.
 # Five epochs with the same optimizer show where it stands on a budget like ours.

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.data import DEFAULT_CACHE_DIR, DatasetError, Mnist, load_mnist
+from training.data import DEFAULT_CACHE_DIR, DatasetError, Mnist, Split, load_mnist
 from training.export import export_version
 from training.model import ARCHITECTURES, DEFAULT_ARCH
 from training.train import make_reproducible, train
@@ -136,7 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _splits(mnist: Mnist, *, quick: bool):
+def _default_epochs(arch: str, *, quick: bool) -> int:
+    return QUICK_EPOCHS if quick else ARCHITECTURES[arch].default_epochs
+
+
+def _splits(mnist: Mnist, *, quick: bool) -> tuple[Split, Split]:
     if quick:
         return mnist.train.head(QUICK_TRAIN_EXAMPLES), mnist.test.head(QUICK_TEST_EXAMPLES)
     return mnist.train, mnist.test

@@ -71,7 +71,7 @@ class Split:
 class Mnist:
     train: Split
     test: Split
-    # Decompressed SHA-256 of each file that was read, for provenance in metrics.json.
+    # Decompressed SHA-256 of the four files (all verified), for provenance in metrics.json.
     checksums: Mapping[str, str]
 
 
@@ -83,15 +83,28 @@ def load_mnist(
     checksums: Mapping[str, str] = SHA256,
 ) -> Mnist:
     """Load both splits, downloading missing files into ``cache_dir``."""
+    train, test = (
+        load_split(images, labels, data_dir, cache_dir, mirrors=mirrors, checksums=checksums)
+        for images, labels in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS))
+    )
+    return Mnist(train=train, test=test, checksums=dict(checksums))
+
+
+def load_split(
+    images_name: str,
+    labels_name: str,
+    data_dir: Path | None = None,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    *,
+    mirrors: Sequence[str] = MIRRORS,
+    checksums: Mapping[str, str] = SHA256,
+) -> Split:
+    """One split, e.g. ``load_split(TEST_IMAGES, TEST_LABELS, data_dir)``."""
     raw = {
         name: _read_verified(name, data_dir, cache_dir, mirrors, checksums[name])
-        for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+        for name in (images_name, labels_name)
     }
-    return Mnist(
-        train=_split(raw, TRAIN_IMAGES, TRAIN_LABELS),
-        test=_split(raw, TEST_IMAGES, TEST_LABELS),
-        checksums={name: checksums[name] for name in raw},
-    )
+    return _split(raw, images_name, labels_name)
 
 
 def _split(raw: Mapping[str, bytes], images_name: str, labels_name: str) -> Split:

@@ -1,0 +1,57 @@
+"""The architectures: shapes, the seed network's layout, augmentation kept out of the export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.model import ARCHITECTURES, DEFAULT_ARCH, build_model, with_augmentation
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_arch_maps_a_batch_to_ten_probabilities(arch):
+    model = build_model(arch)
+    batch = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+    probabilities = np.asarray(model(batch, training=False))
+    assert probabilities.shape == (3, 10)
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_default_arch_is_compact_and_small():
+    assert DEFAULT_ARCH == "compact"
+    assert build_model().count_params() < 100_000
+
+
+def test_seed_arch_is_the_2019_network():
+    model = build_model("seed")
+    described = [(layer.__class__.__name__, layer.output.shape[1:]) for layer in model.layers]
+    assert described == [
+        ("Conv2D", (28, 28, 32)),
+        ("MaxPooling2D", (14, 14, 32)),
+        ("Conv2D", (14, 14, 64)),
+        ("MaxPooling2D", (7, 7, 64)),
+        ("Flatten", (3136,)),
+        ("Dense", (1024,)),
+        ("Dropout", (1024,)),
+        ("Dense", (10,)),
+    ]
+    optimizer = ARCHITECTURES["seed"].optimizer(1000)
+    assert optimizer.__class__.__name__ == "Adam"
+    assert float(optimizer.learning_rate) == pytest.approx(1e-4)
+
+
+def test_augmentation_wraps_the_network_without_copying_it():
+    network = build_model("compact")
+    trainable = with_augmentation(network, "compact")
+    assert trainable.layers[-1] is network
+    assert {id(w) for w in network.weights} <= {id(w) for w in trainable.weights}
+    assert not any("augmentation" in layer.name for layer in network.layers)
+    assert with_augmentation(build_model("seed"), "seed").name == "seed"
+
+
+def test_unknown_arch_names_the_choices():
+    with pytest.raises(
+        ValueError, match=r"unknown arch 'lenet'; choose from \['compact', 'seed'\]"
+    ):
+        build_model("lenet")

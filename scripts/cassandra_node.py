@@ -31,6 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from cassandra import ProtocolVersion
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.policies import WhiteListRoundRobinPolicy
+
 CASSANDRA_VERSION = "5.0.6"
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 HOST = "127.0.0.1"
@@ -247,15 +251,13 @@ def release_version(timeout: float = 5.0) -> str | None:
         socket.create_connection((HOST, CQL_PORT), timeout=1.0).close()
     except OSError:
         return None
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
-    from cassandra.policies import WhiteListRoundRobinPolicy
-
     profile = ExecutionProfile(
         load_balancing_policy=WhiteListRoundRobinPolicy([HOST]), request_timeout=timeout
     )
     cluster = Cluster(
         [HOST],
         port=CQL_PORT,
+        protocol_version=ProtocolVersion.V5,
         connect_timeout=timeout,
         control_connection_timeout=timeout,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},

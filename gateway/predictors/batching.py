@@ -138,7 +138,10 @@ class MicroBatcher:
                 self._queue.put(_STOP)
                 break
             assert isinstance(item, _PendingRequest)
-            if size + len(item.images) > self._max_size:
+            # A request that does not fit, or whose images have another shape (a caller's
+            # bug), runs in a batch of its own, so it fails alone instead of failing others.
+            fits = size + len(item.images) <= self._max_size
+            if not fits or item.images.shape[1:] != first.images.shape[1:]:
                 self._held_over = item
                 break
             batch.append(item)
@@ -146,8 +149,8 @@ class MicroBatcher:
         return batch
 
     def _run(self, batch: list[_PendingRequest]) -> None:
-        images = np.concatenate([request.images for request in batch])
         try:
+            images = np.concatenate([request.images for request in batch])
             predictions = self._inner.predict(images)
             if len(predictions) != len(images):
                 raise errors.PredictorFailed(

@@ -32,6 +32,8 @@ class RecordingFakePredictor:
         time.sleep(self.seconds_per_call)
         if self.error is not None:
             raise self.error
+        if batch.shape[1:] != (28, 28, 1):
+            raise errors.PredictorFailed(f"wrong shape {batch.shape}")
         return [
             Prediction(
                 digit=int(image[0, 0, 0]),
@@ -142,6 +144,20 @@ def test_an_error_reaches_every_caller_of_the_batch_and_the_next_batch_succeeds(
     assert {outcome.message for outcome in outcomes} == {"model server down"}
     inner.error = None
     assert [p.digit for p in batcher.predict(images_marked(7))] == [7]
+
+
+def test_a_request_of_the_wrong_shape_fails_alone(make_batcher):
+    batcher = make_batcher(RecordingFakePredictor(seconds_per_call=0.005))
+
+    def call(index: int) -> list[int]:
+        if index == 5:
+            return batcher.predict(np.zeros((1, 28, 28), np.float32))
+        return [p.digit for p in batcher.predict(images_marked(index))]
+
+    outcomes = run_concurrently(16, call)
+
+    assert isinstance(outcomes[5], errors.PredictorFailed)
+    assert [outcomes[i] for i in range(16) if i != 5] == [[i] for i in range(16) if i != 5]
 
 
 def test_a_lone_caller_does_not_wait_for_the_window(make_batcher):

@@ -1,0 +1,203 @@
+"""`make bench-preprocess`: digit accuracy on realistic uploads, our pipeline vs a naive resize.
+
+Builds the upload set of bench/uploads.py (MNIST test digits and UCI digits as scans, phone
+photos, canvas exports, chalkboards and a spread of formats and modes), then, in one run
+and with the same model version:
+
+- ours: every upload POSTed as JSON base64 to a gateway started as a subprocess
+  (``python -m gateway``, in-process model, SQLite in a temporary directory), end to end;
+  with --in-process, gateway.preprocess and the model are called directly instead;
+- naive: bench/naive.py client-side, then the same model version in this process.
+
+An upload the gateway rejects (say, no_digit_found) counts as wrong. Prints accuracy per
+kind and overall, and the median time of gateway.preprocess per upload in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import requests
+
+if __package__ in (None, ""):
+    # Run as a script (`python bench/preprocess_bench.py`, as make does): import from the repo.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.gateway_bench import free_port, wait_ready
+from bench.naive import naive_preprocess
+from bench.uploads import KINDS, Upload, build_uploads, load_mnist_digits, load_uci_digits
+from gateway import errors
+from gateway.config import Config
+from gateway.predictors.saved_model import available_versions, load_version
+from gateway.preprocess import preprocess
+
+# What the bench counts for an upload the gateway refused.
+REJECTED = -1
+# Stay under the gateway's request limits (MAX_IMAGES_PER_REQUEST, MAX_UPLOAD_BYTES).
+REQUEST_MAX_IMAGES = Config.max_images_per_request
+REQUEST_MAX_BYTES = Config.max_upload_bytes // 2
+MODEL_BATCH = 256
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=Path(".cache/models/mnist"),
+        help="model base dir with numbered SavedModel versions; the highest is used",
+    )
+    parser.add_argument("--per-kind", type=int, default=200, help="uploads of each kind")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="call gateway.preprocess and the model directly instead of the gateway over HTTP",
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    versions = available_versions(args.model_dir)
+    if not versions:
+        sys.exit(f"no model version in {args.model_dir}; run `python -m training --export-dir`")
+    model = load_version(args.model_dir, versions[-1])
+    print(f"model {args.model_dir}/{versions[-1]}; building {args.per_kind} uploads per kind")
+    uploads = build_uploads(
+        *load_mnist_digits(), *load_uci_digits(), per_kind=args.per_kind, seed=args.seed
+    )
+
+    ours_images, seconds = preprocess_timed(uploads)
+    naive = classify(model, [naive_preprocess(upload.data) for upload in uploads])
+    if args.in_process:
+        ours, how = classify(model, ours_images), "in process"
+    else:
+        with running_gateway(args.model_dir) as url:
+            ours, how = predict_over_http(url, uploads), "over HTTP"
+    print(f"ours: {how}; naive: client-side resize, same model in process\n")
+    print(accuracy_table(uploads, ours, naive, seconds))
+
+
+def preprocess_timed(uploads: Sequence[Upload]) -> tuple[list[np.ndarray | None], list[float]]:
+    """Our preprocessing of every upload (None when rejected) and its wall time."""
+    images, seconds = [], []
+    for upload in uploads:
+        started = time.perf_counter()
+        try:
+            images.append(preprocess(upload.data, max_pixels=Config.max_image_pixels))
+        except errors.GatewayError:
+            images.append(None)
+        seconds.append(time.perf_counter() - started)
+    return images, seconds
+
+
+def classify(model, images: Sequence[np.ndarray | None]) -> np.ndarray:
+    """The model's digit for each image; REJECTED where there is no image."""
+    digits = np.full(len(images), REJECTED)
+    present = [index for index, image in enumerate(images) if image is not None]
+    for start in range(0, len(present), MODEL_BATCH):
+        chunk = present[start : start + MODEL_BATCH]
+        batch = np.stack([images[index] for index in chunk])[..., np.newaxis]
+        _, predicted = model(batch.astype(np.float32))
+        digits[chunk] = predicted
+    return digits
+
+
+@contextmanager
+def running_gateway(model_dir: Path) -> Iterator[str]:
+    """``python -m gateway`` with the in-process model and a throwaway SQLite store."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="preprocess-bench-") as state:
+        env = {
+            **{name: value for name, value in os.environ.items() if name not in _REMOTE_ENV},
+            "MODEL_DIR": str(model_dir.resolve()),
+            "SQLITE_PATH": str(Path(state) / "predictions.sqlite3"),
+            "PORT": str(port),
+            "LOG_LEVEL": "WARNING",
+        }
+        process = subprocess.Popen([sys.executable, "-m", "gateway"], env=env)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, process)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+# Settings that would point the gateway at Cassandra or TF Serving instead of local ones.
+_REMOTE_ENV = ("CASSANDRA_HOSTS", "SERVING_URL")
+
+
+def predict_over_http(url: str, uploads: Sequence[Upload]) -> np.ndarray:
+    """The gateway's digit for each upload, in order; REJECTED for refused uploads.
+
+    One bad image fails its whole request, so a refused request is retried image by image.
+    """
+    digits: list[int] = []
+    with requests.Session() as session:
+        for request in requests_of(uploads):
+            answer = post_images(session, url, request)
+            if answer is None:
+                answer = [
+                    (post_images(session, url, [upload]) or [REJECTED])[0] for upload in request
+                ]
+            digits += answer
+    return np.array(digits)
+
+
+def requests_of(uploads: Sequence[Upload]) -> Iterator[list[Upload]]:
+    """Consecutive groups within the gateway's per-request image and size limits."""
+    group: list[Upload] = []
+    size = 0
+    for upload in uploads:
+        encoded_size = 4 * -(-len(upload.data) // 3)
+        if group and (len(group) == REQUEST_MAX_IMAGES or size + encoded_size > REQUEST_MAX_BYTES):
+            yield group
+            group, size = [], 0
+        group.append(upload)
+        size += encoded_size
+    if group:
+        yield group
+
+
+def post_images(session: requests.Session, url: str, uploads: Sequence[Upload]) -> list[int] | None:
+    """The digits the gateway predicts for ``uploads``, or None if it refused the request."""
+    body = {"images": [base64.b64encode(upload.data).decode("ascii") for upload in uploads]}
+    response = session.post(f"{url}/api/v1/predictions", json=body, timeout=120)
+    if 400 <= response.status_code < 500:
+        return None
+    response.raise_for_status()
+    return [prediction["digit"] for prediction in response.json()["predictions"]]
+
+
+def accuracy_table(
+    uploads: Sequence[Upload], ours: np.ndarray, naive: np.ndarray, seconds: Sequence[float]
+) -> str:
+    labels = np.array([upload.label for upload in uploads])
+    kinds = np.array([upload.kind for upload in uploads])
+    lines = [f"{'kind':<15} {'n':>5} {'ours %':>7} {'naive %':>8} {'ours ms':>8}"]
+    for kind in [*KINDS, "overall"]:
+        chosen = kinds == kind if kind != "overall" else np.ones(len(uploads), dtype=bool)
+        milliseconds = 1000 * statistics.median(np.asarray(seconds)[chosen])
+        lines.append(
+            f"{kind:<15} {chosen.sum():>5} {100 * np.mean(ours[chosen] == labels[chosen]):>7.2f}"
+            f" {100 * np.mean(naive[chosen] == labels[chosen]):>8.2f} {milliseconds:>8.2f}"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

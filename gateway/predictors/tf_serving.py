@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -118,9 +117,8 @@ class TFServingPredictor:
         self._timeout_seconds = timeout_seconds
         self._attempts = 1 + retries
         self._version_refresh_seconds = version_refresh_seconds
-        self._version_lock = threading.Lock()
-        self._served_version: int | None = None
-        self._served_version_checked_at = float("-inf")
+        # The version TF Serving served when last asked, and when that was.
+        self._served_version: tuple[int | None, float] = (None, float("-inf"))
         # Per version: None if its signature matches the contract, else what is wrong.
         self._signature_problems: dict[int, str | None] = {}
         self._new_session()
@@ -153,11 +151,11 @@ class TFServingPredictor:
         body = json.dumps(
             {"signature_name": SIGNATURE_NAME, "inputs": {INPUT_NAME: batch.tolist()}}
         ).encode()
-        version = self._version_to_use(deadline)
+        version = self._pinned_version or self._latest_version(deadline)
         response = self._send("POST", self._predict_url(version), body, deadline, self._attempts)
         if response.status_code == 404 and self._pinned_version is None:
             # Most likely TF Serving unloaded the version we knew for a newer one.
-            version = self._version_to_use(deadline, refresh=True)
+            version = self._ask_served_version(deadline, self._attempts)
             response = self._send(
                 "POST", self._predict_url(version), body, deadline, self._attempts
             )
@@ -168,7 +166,7 @@ class TFServingPredictor:
         # One attempt: a readiness probe asks again soon, and must answer in time.
         deadline = _Deadline(self._timeout_seconds)
         try:
-            version = self._version_to_use(deadline, refresh=True, attempts=1)
+            version = self._ask_served_version(deadline, attempts=1)
             problem = self._signature_problem(version, deadline)
         except errors.GatewayError as error:
             return ModelStatus(False, self.model_name, None, error.message)
@@ -186,18 +184,18 @@ class TFServingPredictor:
     def _predict_url(self, version: int) -> str:
         return f"{self._model_url}/versions/{version}:predict"
 
-    def _version_to_use(
-        self, deadline: _Deadline, *, refresh: bool = False, attempts: int | None = None
-    ) -> int:
-        """The pinned version if it is AVAILABLE, else the highest AVAILABLE version."""
-        with self._version_lock:
-            age = time.monotonic() - self._served_version_checked_at
-            if refresh or self._served_version is None or age > self._version_refresh_seconds:
-                self._served_version = self._fetch_available_version(
-                    deadline, attempts or self._attempts
-                )
-                self._served_version_checked_at = time.monotonic()
-            return self._served_version
+    def _latest_version(self, deadline: _Deadline) -> int:
+        """The highest AVAILABLE version, as last seen if that was recent enough."""
+        version, checked_at = self._served_version
+        if version is not None and time.monotonic() - checked_at <= self._version_refresh_seconds:
+            return version
+        return self._ask_served_version(deadline, self._attempts)
+
+    def _ask_served_version(self, deadline: _Deadline, attempts: int) -> int:
+        """Ask TF Serving which version to use now, and remember the answer."""
+        version = self._fetch_available_version(deadline, attempts)
+        self._served_version = (version, time.monotonic())  # one atomic assignment
+        return version
 
     def _fetch_available_version(self, deadline: _Deadline, attempts: int) -> int:
         url = self._model_url
@@ -205,10 +203,15 @@ class TFServingPredictor:
             url += f"/versions/{self._pinned_version}"
         response = self._send("GET", url, None, deadline, attempts)
         self._raise_for_error(response, "model status")
-        states = {
-            int(entry["version"]): entry["state"]
-            for entry in response.json().get("model_version_status", [])
-        }
+        try:
+            states = {
+                int(entry["version"]): entry["state"]
+                for entry in response.json()["model_version_status"]
+            }
+        except (ValueError, KeyError, TypeError) as error:
+            raise errors.PredictorFailed(
+                f"TF Serving, model {self.model_name!r}: unexpected status response ({error!r})"
+            ) from error
         available = [version for version, state in states.items() if state == "AVAILABLE"]
         if not available:
             wanted = "" if self._pinned_version is None else f" {self._pinned_version}"

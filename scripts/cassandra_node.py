@@ -74,6 +74,11 @@ class NodePaths:
         return self.home / "conf" / "cassandra.yaml"
 
     @property
+    def triggers_dir(self) -> Path:
+        # Cassandra warns on every schema change when its trigger directory is missing.
+        return self.home / "triggers"
+
+    @property
     def log_file(self) -> Path:
         return self.home / "logs" / "cassandra.log"
 
@@ -137,6 +142,7 @@ def jamm_agent(lib: Path) -> Path:
 def write_config(paths: NodePaths) -> None:
     template = Template((TEMPLATES / "cassandra.yaml.template").read_text())
     paths.config_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.triggers_dir.mkdir(exist_ok=True)
     paths.config_file.write_text(template.substitute(cassandra_dir=paths.home))
 
 
@@ -166,6 +172,7 @@ def java_command(paths: NodePaths) -> list[str]:
         f"-Dcassandra.config=file://{paths.config_file}",
         f"-Dcassandra.storagedir={paths.home}",
         f"-Dcassandra.logdir={paths.log_file.parent}",
+        f"-Dcassandra.triggers_dir={paths.triggers_dir}",
         f"-Dlogback.configurationFile=file://{TEMPLATES / 'logback.xml'}",
         "-cp",
         f"{paths.lib}/*",

@@ -34,7 +34,8 @@ def test_lint_strict(helm, scenario):
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_template_renders_every_component(rendered, scenario):
-    components = {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in rendered[scenario]}
+    label = "app.kubernetes.io/component"
+    components = {o["metadata"]["labels"][label] for o in rendered[scenario]}
     assert {"gateway", "serving", "training", "schema", "models", "test"} <= components
     assert ("cassandra" in components) == (scenario != "external-cassandra")
 
@@ -83,7 +84,8 @@ def test_version_policy_pins_and_labels_versions(helm):
 
 
 def test_version_policy_refuses_inconsistent_settings(helm):
-    empty = template(helm, *CREDENTIALS, "--set", "serving.versionPolicy.type=specific", check=False)
+    specific = ("--set", "serving.versionPolicy.type=specific")
+    empty = template(helm, *CREDENTIALS, *specific, check=False)
     assert empty.returncode != 0 and "versionPolicy.versions" in empty.stderr
     dangling = template(
         helm,

@@ -36,13 +36,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--export-dir", type=Path, required=True, help="model base dir; writes <dir>/<N>/"
     )
     parser.add_argument(
-        "--arch", choices=sorted(ARCHITECTURES), default=DEFAULT_ARCH, help="network architecture"
+        "--arch",
+        choices=sorted(ARCHITECTURES),
+        default=DEFAULT_ARCH,
+        help="; ".join(f"{name}: {arch.description}" for name, arch in ARCHITECTURES.items())
+        + " (default: %(default)s)",
     )
     parser.add_argument(
-        "--epochs", type=_positive_int, help="default: the architecture's tuned budget"
+        "--epochs",
+        type=_positive_int,
+        help=f"default: the architecture's own; {QUICK_EPOCHS} with --quick",
     )
     parser.add_argument("--batch-size", type=_positive_int, default=128)
-    parser.add_argument("--seed", type=int, help="make the run reproducible (slower kernels)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="seed every RNG and use deterministic TF kernels: a reproducible run",
+    )
     parser.add_argument(
         "--min-accuracy",
         type=float,

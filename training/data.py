@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import tempfile
-import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -150,8 +149,7 @@ def _read_verified(
     for directory in (data_dir, cache_dir):
         if directory is not None and (path := _find(Path(directory), name)) is not None:
             return _verified(_read_maybe_gzipped(path), path, sha256)
-    path = _download(name, Path(cache_dir), mirrors)
-    return _verified(_read_maybe_gzipped(path), path, sha256)
+    return _download_verified(name, Path(cache_dir), mirrors, sha256)
 
 
 def _find(directory: Path, name: str) -> Path | None:
@@ -181,8 +179,8 @@ def _verified(data: bytes, path: Path, sha256: str) -> bytes:
     return data
 
 
-def _download(name: str, cache_dir: Path, mirrors: Sequence[str]) -> Path:
-    """Fetch ``name.gz`` from the first mirror that answers into ``cache_dir``, atomically."""
+def _download_verified(name: str, cache_dir: Path, mirrors: Sequence[str], sha256: str) -> bytes:
+    """Fetch ``name.gz`` into ``cache_dir`` from the first mirror that serves a valid copy."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / f"{name}.gz"
     failures = []
@@ -191,11 +189,14 @@ def _download(name: str, cache_dir: Path, mirrors: Sequence[str]) -> Path:
         log.info("downloading %s", url)
         try:
             _fetch_to(url, target)
-        except (urllib.error.URLError, OSError) as error:
+            return _verified(_read_maybe_gzipped(target), target, sha256)
+        except (OSError, DatasetError) as error:  # URLError is an OSError
+            # A bad copy must not be found in the cache next time.
+            target.unlink(missing_ok=True)
             failures.append(f"{url}: {error}")
-            continue
-        return target
-    raise DatasetError(f"{name}: not found locally and every mirror failed: {'; '.join(failures)}")
+    raise DatasetError(
+        f"{name}: no local copy, and no mirror served a valid one: {'; '.join(failures) or 'none'}"
+    )
 
 
 def _fetch_to(url: str, target: Path) -> None:

@@ -28,13 +28,14 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+from training.model import INPUT_SHAPE
+
 # The serving contract. These mirror gateway/predictors/base.py, which training must not
 # import (the training image has no gateway); tests assert the two stay equal.
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "image"
 OUTPUT_PROBABILITIES = "probabilities"
 OUTPUT_DIGIT = "digit"
-IMAGE_SHAPE = (28, 28, 1)
 
 METRICS_FILE = "metrics.json"
 WARMUP_FILE = Path("assets.extra", "tf_serving_warmup_requests")
@@ -85,7 +86,7 @@ def _is_version_name(name: str) -> bool:
 
 
 def _save_signature(model: keras.Model, directory: Path) -> None:
-    @tf.function(input_signature=[tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=INPUT_NAME)])
+    @tf.function(input_signature=[tf.TensorSpec([None, *INPUT_SHAPE], tf.float32, name=INPUT_NAME)])
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         probabilities = tf.cast(model(image, training=False), tf.float32)
         return {
@@ -102,7 +103,7 @@ def _save_signature(model: keras.Model, directory: Path) -> None:
 def write_warmup_requests(path: Path, batch: np.ndarray) -> None:
     """Write TFRecord PredictionLogs for ``serving_default``: a single image, then ``batch``."""
     batch = np.asarray(batch, dtype=np.float32)
-    if batch.ndim != 4 or batch.shape[1:] != IMAGE_SHAPE or len(batch) == 0:
+    if batch.ndim != 4 or batch.shape[1:] != INPUT_SHAPE or len(batch) == 0:
         raise ValueError(f"warm-up batch must be [n>0, 28, 28, 1], got {batch.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
     batches = [batch[:1]] if len(batch) == 1 else [batch[:1], batch]

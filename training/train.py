@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,10 +67,14 @@ def train(
     seed: int | None = None,
     verbose: int = 0,
 ) -> TrainedModel:
-    """Build, compile and fit ``arch``; report accuracy on ``test_split``."""
+    """Build, compile and fit ``arch``; report accuracy on ``test_split``.
+
+    ``seed`` is only recorded: seeding is process-wide, so the caller does it
+    (``make_reproducible``) before building anything.
+    """
     model = build_model(arch)
     trainable = with_augmentation(model, arch)
-    steps_per_epoch = -(-len(train_split.images) // batch_size)
+    steps_per_epoch = math.ceil(len(train_split.images) / batch_size)
     trainable.compile(
         optimizer=architecture(arch).optimizer(steps_per_epoch * epochs),
         loss="sparse_categorical_crossentropy",
@@ -85,7 +90,7 @@ def train(
         verbose=verbose,
     )
     train_seconds = time.perf_counter() - started
-    predicted = predict_digits(model, test_split.images, batch_size)
+    predicted = _predict_digits(model, test_split.images, batch_size)
     return TrainedModel(
         model=model,
         arch=arch,
@@ -100,7 +105,7 @@ def train(
     )
 
 
-def predict_digits(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+def _predict_digits(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
     return np.argmax(model.predict(images, batch_size=batch_size, verbose=0), axis=1)
 
 

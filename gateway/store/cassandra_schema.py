@@ -37,6 +37,9 @@ from gateway.config import Config, ConfigError
 _KEYSPACE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 _DATACENTER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
+# Schema changes touch every node and are rare: give them longer than a request.
+SCHEMA_CHANGE_TIMEOUT_SECONDS = 60.0
+
 # prediction_days keeps every day in this one partition.
 DAYS_PARTITION = 0
 
@@ -120,5 +123,5 @@ def apply_schema(session: Session, config: Config) -> list[str]:
     """
     statements = schema_statements(config)
     for cql in statements.values():
-        session.execute(cql)
+        session.execute(cql, timeout=SCHEMA_CHANGE_TIMEOUT_SECONDS)
     return list(statements)

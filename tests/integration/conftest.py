@@ -34,8 +34,12 @@ def cassandra_node() -> str:
 
 @pytest.fixture(scope="session")
 def cassandra_admin(cassandra_node: str) -> Iterator[Session]:
-    """A session of its own on the local node, for tests to set up and inspect with."""
-    cluster = build_cluster(Config(cassandra_hosts=(cassandra_node,)))
+    """A session of its own on the local node, for tests to set up and inspect with.
+
+    Its timeout is long: TRUNCATE and DROP KEYSPACE are slow on a busy machine.
+    """
+    config = Config(cassandra_hosts=(cassandra_node,), cassandra_request_timeout_seconds=120)
+    cluster = build_cluster(config)
     try:
         yield cluster.connect()
     finally:

@@ -16,7 +16,7 @@ from gateway.config import Config
 from gateway.errors import StoreUnavailable
 from gateway.store import make_store
 from tests.integration.cassandra_helpers import run_node_script
-from tests.integration.test_store_contract import make_record
+from tests.integration.prediction_records import make_record
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.slow]
 

@@ -137,7 +137,7 @@ def paper_scan(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]
 
 def phone_photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
     """Tinted, unevenly lit paper, blur, noise, a skewed frame; stored sideways with EXIF."""
-    size = ((640, 480), (800, 600), (1280, 960))[rng.integers(0, 3)]
+    size = ((640, 480), (800, 600), (1024, 768))[rng.integers(0, 3)]
     height = _digit_height(rng, size, 0.25, 0.6)
     # The margin keeps the digit inside the frame that skew() crops.
     rgb = digit_on_paper(digit, rng, size=size, height=height, margin=SKEW)
@@ -260,6 +260,11 @@ def mode_mix(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
     return encode(image.convert("L"), "JPEG", quality=85), "jpg"
 
 
+def uci_digits(digit_8x8: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """A UCI digit, upsampled from 8x8, as dark ink on paper (see paper_scan)."""
+    return paper_scan(upsample_uci(digit_8x8), rng)
+
+
 def upsample_uci(digit_8x8: np.ndarray) -> np.ndarray:
     """An 8x8 UCI digit (0-16) as a smooth 32x32 uint8 image, white on black.
 
@@ -284,8 +289,7 @@ MNIST_KINDS: dict[str, Render] = {
     "webp": webp,
     "mode_mix": mode_mix,
 }
-# UCI digits (already upsampled from 8x8) rendered as paper scans.
-UCI_KINDS: dict[str, Render] = {"uci_digits": paper_scan}
+UCI_KINDS: dict[str, Render] = {"uci_digits": uci_digits}
 KINDS = (*MNIST_KINDS, *UCI_KINDS)
 
 
@@ -321,7 +325,7 @@ def build_uploads(
     seed: int = 0,
 ) -> list[Upload]:
     """``per_kind`` uploads of every kind. MNIST images are uint8 [n, 28, 28] white on black;
-    UCI images are upsampled uint8 [n, 32, 32] white on black (see ``load_uci_digits``)."""
+    UCI images are [n, 8, 8] ink counts 0-16 (see ``load_uci_digits``)."""
     uploads = []
     for kind, render in MNIST_KINDS.items():
         uploads += render_kind(kind, render, mnist_images, mnist_labels, per_kind, seed)
@@ -331,11 +335,11 @@ def build_uploads(
 
 
 def load_uci_digits() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's bundled UCI digits (1797, offline), upsampled to uint8 [n, 32, 32]."""
+    """scikit-learn's bundled UCI digits (1797, offline): [n, 8, 8] ink counts 0-16, labels."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    return np.stack([upsample_uci(image) for image in digits.images]), digits.target
+    return digits.images, digits.target
 
 
 def load_mnist_digits() -> tuple[np.ndarray, np.ndarray]:

@@ -45,7 +45,7 @@ helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+
 {{- define "mnist.image" -}}
 {{- $image := index .ctx.Values.images .image }}
 {{- $ref := printf "%s:%s" $image.repository (default .ctx.Chart.AppVersion $image.tag) }}
-{{- if $image.digest }}{{ $ref = printf "%s@%s" $ref $image.digest }}{{ end }}
+{{- if $image.digest }}{{ $ref = printf "%s@%s" $ref $image.digest }}{{ end -}}
 image: {{ $ref | quote }}
 imagePullPolicy: {{ $image.pullPolicy }}
 {{- end }}
@@ -96,7 +96,7 @@ securityContext:
 {{- define "mnist.affinity" -}}
 {{- if .affinity }}
 {{- toYaml .affinity }}
-{{- else }}
+{{- else -}}
 podAntiAffinity:
   preferredDuringSchedulingIgnoredDuringExecution:
     - weight: 100

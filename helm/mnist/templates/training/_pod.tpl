@@ -2,7 +2,7 @@
 {{- define "mnist.trainingPod" -}}
 {{- $c := dict "ctx" . "component" "training" }}
 {{- $uid := include "mnist.appUid" . }}
-{{- $t := .Values.training }}
+{{- $t := .Values.training -}}
 metadata:
   labels:
     {{- include "mnist.labels" $c | nindent 4 }}

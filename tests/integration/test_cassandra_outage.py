@@ -1,7 +1,8 @@
 """The Cassandra store through a real outage: the node is stopped, then started again.
 
 While it is down, calls fail fast with ``StoreUnavailable`` and nothing is acknowledged;
-once it is back, the very same store object works again without being rebuilt.
+once it is back, the very same store objects work again without being rebuilt: one that
+was connected before the outage, and one whose first connect fell in the outage.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def test_store_refuses_writes_while_down_and_recovers_by_itself(
     cassandra_config: Config,
 ) -> None:
     store = make_store(cassandra_config)
+    first_used_during_outage = make_store(cassandra_config)
     before = make_record(datetime.now(UTC), 0)
     store.save_many([before])
     during = make_record(datetime.now(UTC), 1)
@@ -59,6 +61,7 @@ def test_store_refuses_writes_while_down_and_recovers_by_itself(
         assert timed_failure(store.ping) < FAIL_FAST_SECONDS
         assert timed_failure(lambda: store.save_many([during])) < FAIL_FAST_SECONDS
         assert timed_failure(lambda: store.get(before.id)) < FAIL_FAST_SECONDS
+        assert timed_failure(first_used_during_outage.ping) < FAIL_FAST_SECONDS
     finally:
         up = run_node_script("up")
     assert up.returncode == 0, up.stdout + up.stderr
@@ -69,4 +72,6 @@ def test_store_refuses_writes_while_down_and_recovers_by_itself(
     assert store.get(after.id) == after
     assert store.get(before.id) == before
     assert store.get(during.id) is None  # refused, so not stored either
+    assert first_used_during_outage.get(after.id) == after
     store.close()
+    first_used_during_outage.close()

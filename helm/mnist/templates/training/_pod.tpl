@@ -20,7 +20,9 @@ spec:
       args:
         - --export-dir={{ include "mnist.modelBasePath" . }}
         - --arch={{ $t.arch }}
-        - --epochs={{ $t.epochs }}
+        {{- with $t.epochs }}
+        - --epochs={{ . }}
+        {{- end }}
         - --min-accuracy={{ $t.minAccuracy }}
         - --seed={{ $t.seed }}
       env:

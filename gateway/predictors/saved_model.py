@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAVED_MODEL_FILE = "saved_model.pb"
+# How long a request may wait for the very first model load (importing TensorFlow and
+# loading take seconds, more on a busy machine) before it is answered 503.
+FIRST_LOAD_WAIT_SECONDS = 60.0
 
 
 def available_versions(model_dir: Path) -> list[int]:
@@ -85,7 +88,13 @@ def load_version(model_dir: Path, version: int) -> LoadedVersion:
 
 
 class SavedModelPredictor:
-    """Serves the highest version in ``model_dir``; switches when the highest one changes."""
+    """Serves the highest version in ``model_dir``; switches when the highest one changes.
+
+    The first predict() or status() starts the watcher thread, which loads the newest
+    version at once and then polls. status() never waits for that load (a readiness probe
+    must answer in time; it reports "loading"); predict() waits for the first look at
+    the directory, so the first request after start-up gets an answer, not a 503.
+    """
 
     def __init__(self, model_dir: Path, *, model_name: str, poll_seconds: float) -> None:
         self.model_name = model_name
@@ -95,8 +104,7 @@ class SavedModelPredictor:
         # Versions that failed to load: skipped until a higher one appears, not retried
         # every poll (the export contract renames complete versions into place).
         self._broken: set[int] = set()
-        self._first_load = threading.Lock()
-        self._loaded_once = False
+        self._first_look_done = threading.Event()
         self._watcher = LazyDaemon("model-watcher", self._watch)
 
     @classmethod
@@ -106,10 +114,11 @@ class SavedModelPredictor:
         )
 
     def predict(self, batch: np.ndarray) -> list[Prediction]:
-        self._start()
+        self._watcher.ensure_running()
+        self._first_look_done.wait(FIRST_LOAD_WAIT_SECONDS)
         model = self._current  # one read: a swap during this call does not affect it
         if model is None:
-            raise errors.PredictorUnavailable(self._no_model_detail())
+            raise errors.PredictorUnavailable(self._why_no_model())
         try:
             probabilities, digits = model(batch)
             return predictions_from_outputs(
@@ -120,28 +129,23 @@ class SavedModelPredictor:
             raise errors.PredictorFailed(f"model version {model.version}: {error}") from error
 
     def status(self) -> ModelStatus:
-        self._start()
+        self._watcher.ensure_running()
         model = self._current
         if model is None:
-            return ModelStatus(False, self.model_name, None, self._no_model_detail())
+            return ModelStatus(False, self.model_name, None, self._why_no_model())
         return ModelStatus(True, self.model_name, str(model.version), f"serving {self._model_dir}")
 
     def close(self) -> None:
         self._watcher.stop()
 
-    def _no_model_detail(self) -> str:
+    def _why_no_model(self) -> str:
+        if not self._first_look_done.is_set():
+            return f"loading the newest version in MODEL_DIR ({self._model_dir})"
         return f"no model version in MODEL_DIR ({self._model_dir})"
 
-    def _start(self) -> None:
-        """Load the newest version in the caller's thread the first time, then watch."""
-        if not self._loaded_once:
-            with self._first_load:
-                if not self._loaded_once:
-                    self._refresh()
-                    self._loaded_once = True
-        self._watcher.ensure_running()
-
     def _watch(self, stop: threading.Event) -> None:
+        self._refresh()
+        self._first_look_done.set()
         while not stop.wait(self._poll_seconds):
             self._refresh()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,16 +59,28 @@ def test_serves_the_highest_complete_version_and_ignores_everything_else(
     assert (status.ready, status.model_version) == (True, "3")
 
 
+def test_status_does_not_wait_for_the_first_load(exported_model_dir, model_dir, predictor):
+    install_version(newest_version_dir(exported_model_dir), model_dir, 1)
+
+    started = time.monotonic()
+    first = predictor.status()
+    assert time.monotonic() - started < 0.5
+    # Loading takes far longer than status() does: it reports the load, not "no model".
+    assert not first.ready
+    assert "loading the newest version" in first.detail
+    wait_until(lambda: predictor.status().ready, timeout=60, what="the first load")
+
+
 def test_without_a_version_it_is_not_ready_until_one_appears(
     exported_model_dir, mnist_test_set, model_dir, predictor
 ):
     model_dir.mkdir(parents=True)
 
+    with pytest.raises(errors.PredictorUnavailable, match="no model version"):
+        predictor.predict(mnist_test_set[0][:1])
     status = predictor.status()
     assert not status.ready
     assert "no model version in MODEL_DIR" in status.detail
-    with pytest.raises(errors.PredictorUnavailable, match="no model version"):
-        predictor.predict(mnist_test_set[0][:1])
 
     install_version(newest_version_dir(exported_model_dir), model_dir, 1)
     wait_until(lambda: predictor.status().ready, timeout=30, what="the new version to load")
@@ -90,7 +103,7 @@ def test_a_new_version_is_swapped_in_without_failing_requests_in_flight(
             except Exception as error:
                 failures.append(error)
 
-    assert predictor.status().model_version == "1"
+    assert predictor.predict(images)[0].model_version == "1"
     hammering = threading.Thread(target=hammer)
     hammering.start()
     try:
@@ -112,7 +125,7 @@ def test_a_version_that_fails_to_load_is_skipped(
 ):
     exported = newest_version_dir(exported_model_dir)
     install_version(exported, model_dir, 1)
-    assert predictor.status().model_version == "1"
+    assert predictor.predict(mnist_test_set[0][:1])[0].model_version == "1"
 
     broken = model_dir / "2"
     broken.mkdir()

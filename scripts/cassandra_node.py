@@ -30,12 +30,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from xml.etree import ElementTree
 
 from cassandra import ProtocolVersion
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.policies import WhiteListRoundRobinPolicy
 
-CASSANDRA_VERSION = "5.0.6"
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 HOST = "127.0.0.1"
 CQL_PORT = 9042
@@ -48,6 +48,21 @@ EXIT_NOT_RUNNING = 3
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO_ROOT / "scripts" / "cassandra"
+POM = TEMPLATES / "pom.xml"
+
+
+def _pinned_version() -> str:
+    """The Cassandra version is pinned in one place: the pom's ``cassandra.version``."""
+    namespace = {"pom": "http://maven.apache.org/POM/4.0.0"}
+    version = ElementTree.parse(POM).findtext(
+        "pom:properties/pom:cassandra.version", namespaces=namespace
+    )
+    if not version:
+        raise RuntimeError(f"{POM} has no cassandra.version property")
+    return version
+
+
+CASSANDRA_VERSION = _pinned_version()
 
 
 class NodeError(RuntimeError):
@@ -105,8 +120,7 @@ def resolve_jars(paths: NodePaths) -> None:
     The stamp records the pom's digest, so editing the pom re-resolves. Jars land in a
     scratch directory first: an interrupted run never leaves a half-filled lib dir behind.
     """
-    pom = TEMPLATES / "pom.xml"
-    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()
     if paths.lib_stamp.exists() and paths.lib_stamp.read_text().strip() == digest:
         return
     print(f"Resolving Cassandra {CASSANDRA_VERSION} jars with Maven into {paths.lib} ...")
@@ -117,12 +131,16 @@ def resolve_jars(paths: NodePaths) -> None:
         "-q",
         "-B",
         "-f",
-        str(pom),
+        str(POM),
         "dependency:copy-dependencies",
         f"-DoutputDirectory={scratch}",
     ]
-    if subprocess.run(command, check=False).returncode != 0:
-        raise NodeError("Maven could not resolve the Cassandra jars (see its output above)")
+    # Quiet Maven still writes terminal escapes here: keep its output for failures only.
+    maven = subprocess.run(command, capture_output=True, text=True, check=False)
+    if maven.returncode != 0:
+        raise NodeError(
+            f"Maven could not resolve the Cassandra jars:\n{maven.stdout}{maven.stderr}"
+        )
     shutil.rmtree(paths.lib, ignore_errors=True)
     scratch.rename(paths.lib)
     paths.lib_stamp.write_text(digest + "\n")

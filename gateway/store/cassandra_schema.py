@@ -4,11 +4,13 @@ idempotent (``IF NOT EXISTS``).
 
 The data model follows the three queries the gateway makes:
 
-* **History, newest first, a page at a time.** ``predictions`` is partitioned by UTC
-  day and clustered by id descending, so a page is one sequential slice of one
-  partition (``WHERE day = ? AND id < ? LIMIT ?``) and no partition grows without
-  bound: a day holds about 1 KiB per prediction, which keeps it well under the
-  ~100 MB guideline up to about 100,000 predictions a day.
+* **History, newest first, a page at a time.** ``predictions`` is partitioned by day
+  (the UTC date of the id's timestamp) and clustered by id descending, so a page is
+  one sequential slice of one partition (``WHERE day = ? AND id < ? LIMIT ?``) and no
+  partition grows without bound: a day holds about 1 KiB per prediction, which keeps
+  it well under the ~100 MB guideline up to about 100,000 predictions a day. A day's
+  writes all go to one replica set; past that scale, a shard number joins the
+  partition key and a page merges the shards.
 * **Walking back across days.** ``prediction_days`` lists the days that have
   predictions, newest first, in a single small partition (one row a day, 365 a year),
   so going from one day to the previous non-empty one is one indexed read however long

@@ -183,14 +183,15 @@ def run_load(
 
 
 def count_rows_and_drop(keyspace: str) -> int:
-    from cassandra.cluster import Cluster
+    from gateway.config import Config
+    from gateway.store.cassandra_store import build_cluster
 
-    cluster = Cluster([NODE], protocol_version=5)
+    cluster = build_cluster(Config(cassandra_hosts=(NODE,), cassandra_request_timeout_seconds=120))
     try:
         session = cluster.connect()
-        rows = session.execute(f"SELECT count(*) FROM {keyspace}.predictions_by_id", timeout=120)
+        rows = session.execute(f"SELECT count(*) FROM {keyspace}.predictions")
         count = rows.one()[0]
-        session.execute(f"DROP KEYSPACE {keyspace}", timeout=120)
+        session.execute(f"DROP KEYSPACE {keyspace}")
         return count
     finally:
         cluster.shutdown()

@@ -12,7 +12,6 @@ import uuid
 
 import pytest
 import requests
-from cassandra.cluster import Cluster
 
 from gateway.app import create_app
 from gateway.config import Config
@@ -24,14 +23,10 @@ API = "/api/v1/predictions"
 
 
 @pytest.fixture(scope="module")
-def keyspace(cassandra_node):
+def keyspace(cassandra_admin):
     name = f"test_gateway_{uuid.uuid4().hex[:12]}"
     yield name
-    cluster = Cluster([cassandra_node], protocol_version=5)
-    try:
-        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
-    finally:
-        cluster.shutdown()
+    cassandra_admin.execute(f"DROP KEYSPACE IF EXISTS {name}")
 
 
 @pytest.fixture(scope="module")
@@ -48,20 +43,15 @@ def gateway(exported_model_dir, cassandra_node, keyspace):
         yield url
 
 
-def rows_in(node: str, keyspace: str) -> int:
-    cluster = Cluster([node], protocol_version=5)
-    try:
-        rows = cluster.connect().execute(f"SELECT count(*) FROM {keyspace}.predictions_by_id")
-        return rows.one()[0]
-    finally:
-        cluster.shutdown()
+def rows_in(session, keyspace: str) -> int:
+    return session.execute(f"SELECT count(*) FROM {keyspace}.predictions").one()[0]
 
 
 def post_digit(url: str, image, name: str = "digit.png") -> requests.Response:
     return requests.post(url + API, files={"file": (name, encode(image))}, timeout=30)
 
 
-def test_predictions_are_stored_in_cassandra(gateway, mnist_test_set, cassandra_node, keyspace):
+def test_predictions_are_stored_in_cassandra(gateway, mnist_test_set, cassandra_admin, keyspace):
     images, _ = mnist_test_set
     files = [("file", (f"d{i}.png", encode(images[i]))) for i in range(3)]
     created = requests.post(gateway + API, files=files, timeout=30)
@@ -76,14 +66,14 @@ def test_predictions_are_stored_in_cassandra(gateway, mnist_test_set, cassandra_
 
     labelled = requests.post(f"{gateway}{API}/{ids[0]}/feedback", json={"label": 3}, timeout=10)
     assert labelled.json()["label"] == 3
-    assert rows_in(cassandra_node, keyspace) == 3
+    assert rows_in(cassandra_admin, keyspace) == 3
 
 
 @pytest.mark.slow
-def test_cassandra_outage_is_503_then_recovers(gateway, mnist_test_set, cassandra_node, keyspace):
+def test_cassandra_outage_is_503_then_recovers(gateway, mnist_test_set, cassandra_admin, keyspace):
     images, _ = mnist_test_set
     assert post_digit(gateway, images[10]).status_code == 201
-    before = rows_in(cassandra_node, keyspace)
+    before = rows_in(cassandra_admin, keyspace)
 
     down = run_node_script("down")
     try:
@@ -106,7 +96,7 @@ def test_cassandra_outage_is_503_then_recovers(gateway, mnist_test_set, cassandr
     assert recovered.status_code == 201, recovered.text
     assert requests.get(gateway + "/readyz", timeout=10).status_code == 200
     # The refused upload left nothing behind; the accepted one is there.
-    assert rows_in(cassandra_node, keyspace) == before + 1
+    assert rows_in(cassandra_admin, keyspace) == before + 1
 
 
 def wait_for_status(call, status: int, timeout: float) -> requests.Response:

@@ -61,6 +61,7 @@ def main() -> None:
         cpu_started = time.process_time()
         result = train(mnist.train, mnist.test, arch=arch, epochs=epochs, verbose=2)
         rows.append((result, time.process_time() - cpu_started))
+        print(f"{arch}: test accuracy {result.test_accuracy:.2%}", flush=True)
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     print("| arch | epochs | test accuracy | train wall time | CPU time | params |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -18,6 +18,7 @@ FIXTURE_EPOCHS = 2
 FIXTURE_SEED = 20190101
 
 
+@pytest.fixture(scope="session")
 def mnist_data_dir() -> Path:
     """$MNIST_DATA_DIR, which ``make`` exports; a test run without it fails, never skips."""
     value = os.environ.get("MNIST_DATA_DIR")
@@ -31,16 +32,16 @@ def mnist_data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def mnist_test_set() -> tuple[np.ndarray, np.ndarray]:
+def mnist_test_set(mnist_data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """The 10,000 real test images, float32 [n, 28, 28, 1] in [0, 1], and uint8 labels."""
     from training.data import TEST_IMAGES, TEST_LABELS, load_split
 
-    test = load_split(TEST_IMAGES, TEST_LABELS, mnist_data_dir())
+    test = load_split(TEST_IMAGES, TEST_LABELS, mnist_data_dir)
     return test.images, test.labels
 
 
 @pytest.fixture(scope="session")
-def exported_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def exported_model_dir(tmp_path_factory: pytest.TempPathFactory, mnist_data_dir: Path) -> Path:
     """A model base dir holding one version, ``1``, trained briefly by the real training code."""
     import keras
 
@@ -48,7 +49,7 @@ def exported_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training.export import export_version
     from training.train import train
 
-    mnist = load_mnist(mnist_data_dir())
+    mnist = load_mnist(mnist_data_dir)
     # Seeded but without op determinism, which is process-wide and would slow other tests.
     keras.utils.set_random_seed(FIXTURE_SEED)
     trained = train(

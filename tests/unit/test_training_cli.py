@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import mnist_data_dir
 from training import cli
 from training.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
 from training.export import METRICS_FILE, existing_versions
@@ -26,9 +25,11 @@ def tiny_quick_mode(monkeypatch):
     monkeypatch.setattr(cli, "QUICK_TEST_EXAMPLES", 200)
 
 
-def test_below_min_accuracy_exports_nothing_and_exits_3(tmp_path, tiny_quick_mode, caplog):
+def test_below_min_accuracy_exports_nothing_and_exits_3(
+    tmp_path, mnist_data_dir, tiny_quick_mode, caplog
+):
     export_dir = tmp_path / "models"
-    argv = ["--export-dir", str(export_dir), "--data-dir", str(mnist_data_dir())]
+    argv = ["--export-dir", str(export_dir), "--data-dir", str(mnist_data_dir)]
     with caplog.at_level(logging.INFO, logger="training"):
         code = cli.main([*argv, "--quick", "--epochs", "1", "--min-accuracy", "0.99"])
     assert code == cli.EXIT_BELOW_MIN_ACCURACY == 3
@@ -55,13 +56,13 @@ def test_bad_arguments_are_usage_errors(bad_args, tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_run_end_to_end(tmp_path):
+def test_quick_run_end_to_end(tmp_path, mnist_data_dir):
     export_dir = tmp_path / "models"
     command = [sys.executable, "-m", "training", "--quick", "--epochs", "1", "--seed", "3"]
     result = subprocess.run(
         [*command, "--export-dir", str(export_dir)],
         cwd=REPO_ROOT,
-        env={**os.environ, "MNIST_DATA_DIR": str(mnist_data_dir())},
+        env={**os.environ, "MNIST_DATA_DIR": str(mnist_data_dir)},
         capture_output=True,
         text=True,
         timeout=300,

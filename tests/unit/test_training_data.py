@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import mnist_data_dir
 from training.data import (
     SHA256,
     TEST_IMAGES,
@@ -66,8 +65,8 @@ def load_offline(data_dir: Path, files: dict[str, bytes], cache_dir: Path):
 
 
 @pytest.fixture(scope="module")
-def real_mnist():
-    return load_mnist(mnist_data_dir(), mirrors=())
+def real_mnist(mnist_data_dir):
+    return load_mnist(mnist_data_dir, mirrors=())
 
 
 def test_real_mnist_matches_the_published_facts(real_mnist):

@@ -100,9 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("cannot load MNIST: %s", error)
         return EXIT_DATA_ERROR
     train_split, test_split = _splits(mnist, quick=args.quick)
-    epochs = args.epochs or (
-        QUICK_EPOCHS if args.quick else ARCHITECTURES[args.arch].default_epochs
-    )
+    epochs = args.epochs or _default_epochs(args.arch, quick=args.quick)
 
     log.info(
         "training %s for %d epochs on %d images (batch %d)",

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+import tensorflow as tf
 
 from gateway import errors
 from gateway.config import Config
@@ -212,3 +213,28 @@ def test_the_double_answers_row_and_columnar_requests_like_tf_serving(mnist_test
     ]
     assert (missing.status_code, malformed.status_code) == (400, 400)
     assert "error" in missing.json() and "error" in malformed.json()
+
+
+def test_a_model_that_breaks_the_serving_contract_is_not_ready(tmp_path):
+    # A flat-vector model: a signature the gateway cannot feed its 28x28x1 images to.
+    @tf.function(input_signature=[tf.TensorSpec([None, 784], tf.float32, name="image")])
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = tf.nn.softmax(image[:, :10])
+        return {"probabilities": probabilities, "digit": tf.argmax(probabilities, axis=1)}
+
+    module = tf.Module()
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": serve})
+
+    with TFServingDouble(tmp_path) as serving:
+        client = TFServingPredictor(
+            serving.url,
+            model_name="mnist",
+            timeout_seconds=5.0,
+            retries=0,
+            version_refresh_seconds=60.0,
+        )
+        status = client.status()
+        client.close()
+
+    assert not status.ready
+    assert "input 'image' is DT_FLOAT [-1, 784], expected DT_FLOAT [-1, 28, 28, 1]" in status.detail

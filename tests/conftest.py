@@ -42,7 +42,10 @@ def mnist_test_set(mnist_data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def exported_model_dir(tmp_path_factory: pytest.TempPathFactory, mnist_data_dir: Path) -> Path:
-    """A model base dir holding one version, ``1``, trained briefly by the real training code."""
+    """A model base dir holding one version, ``1``, trained briefly by the real training code.
+
+    Shared by the whole session, so read-only: copy it to add or remove versions.
+    """
     import keras
 
     from training.data import load_mnist

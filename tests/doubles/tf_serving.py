@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import json
 import logging
 import re
@@ -348,6 +349,10 @@ def main() -> None:
         poll_seconds=args.poll_seconds,
     )
     with double:
+        # Move TensorFlow's many long-lived objects out of the collector's sight: otherwise
+        # parsing a large JSON body triggers full collections that scan them all (measured:
+        # json.loads of a 64-image request spiking from ~20 ms to ~200 ms).
+        gc.freeze()
         print(f"TF Serving test double: {double.url}/v1/models/{args.model_name}", flush=True)
         threading.Event().wait()
 

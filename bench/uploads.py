@@ -61,8 +61,13 @@ def place(
     mask: np.ndarray, size: tuple[int, int], rng: np.random.Generator, *, margin: float = 0.0
 ) -> np.ndarray:
     """``mask`` at a random position on an empty canvas of ``size`` (w, h), at least
-    ``margin`` (a fraction of each side) inside its edges."""
+    ``margin`` (a fraction of each side) inside its edges; shrunk first if it would not fit."""
     width, height = size
+    room = (width - 2 * round(margin * width), height - 2 * round(margin * height))
+    scale = min(1.0, room[0] / mask.shape[1], room[1] / mask.shape[0])
+    if scale < 1.0:
+        fitted = (max(1, int(mask.shape[1] * scale)), max(1, int(mask.shape[0] * scale)))
+        mask = np.asarray(Image.fromarray(mask).resize(fitted, Image.Resampling.BILINEAR))
     canvas = np.zeros((height, width), dtype=np.float32)
     top = rng.integers(round(margin * height), height - mask.shape[0] - round(margin * height) + 1)
     left = rng.integers(round(margin * width), width - mask.shape[1] - round(margin * width) + 1)

@@ -21,7 +21,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from gateway import errors
 
@@ -59,6 +59,9 @@ INK_LEVEL_PERCENTILE = 90
 MIN_CONTRAST = 0.08
 # A row or column belongs to the ink if it holds at least one fully inked pixel's worth.
 MIN_LINE_MASS = 1.0
+# Anti-aliasing and blur fade a stroke out over a line or two beyond the lines that hold a
+# full pixel's worth of ink.
+MAX_FRINGE = 2
 # Less ink than this many fully inked pixels (at the working size) is a speck, not a digit.
 MIN_INK_MASS = 4.0
 # Strokes of one digit may leave empty lines between them (a detached bar of a 5, a broken
@@ -223,7 +226,10 @@ def estimate_background(oriented: np.ndarray) -> np.ndarray:
         .reshape(BACKGROUND_GRID, BACKGROUND_GRID, -1)
     )
     grid = np.percentile(blocks, BACKGROUND_PERCENTILE, axis=2).astype(np.float32)
-    smooth = Image.fromarray(grid).resize((width, height), Image.Resampling.BILINEAR)
+    # A block inside a thick stroke has no background of its own: take the lowest of its
+    # neighbours' (the gradient of the light moves little from one block to the next).
+    grid_image = Image.fromarray(grid).filter(ImageFilter.MinFilter(3))
+    smooth = grid_image.resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(smooth, dtype=np.float32)
 
 
@@ -303,12 +309,14 @@ def dominant_span(profile: np.ndarray) -> slice:
         if gap == np.inf or gap > MAX_GAP_FRACTION * (stops[joined[1] - 1] - starts[joined[0]]):
             break
         first, stop = joined
-    # Grow over the faint edges: up to the nearest empty line on either side.
+    # Grow over the faint anti-aliased edges, up to MAX_FRINGE lines and only over lines with
+    # some ink: farther out, faint lines are background noise, not the digit.
     start, stop = starts[first], stops[stop - 1]
-    empty = profile <= 0
-    before, after = np.flatnonzero(empty[:start]), np.flatnonzero(empty[stop:])
-    start = before[-1] + 1 if before.size else 0
-    stop = stop + after[0] if after.size else len(profile)
+    for _ in range(MAX_FRINGE):
+        if start > 0 and profile[start - 1] > 0:
+            start -= 1
+        if stop < len(profile) and profile[stop] > 0:
+            stop += 1
     return slice(int(start), int(stop))
 
 

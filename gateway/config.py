@@ -32,7 +32,8 @@ class Config:
     port: int = 8080
     # In-process model: base directory of numbered SavedModel versions.
     model_dir: Path = Path(".cache/models/mnist")
-    # How often (seconds) the in-process predictor looks for a newer version.
+    # How often (seconds) the in-process predictor looks for a newer version, and the
+    # TF Serving client re-reads which version TF Serving serves.
     model_poll_seconds: float = 5.0
     # TF Serving: when set, predictions go to this REST endpoint instead.
     serving_url: str | None = None

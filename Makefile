@@ -74,15 +74,15 @@ bench: bench-train bench-preprocess bench-gateway ## Run every benchmark
 
 .PHONY: bench-train
 bench-train: venv ## Train default and seed architectures on full MNIST; print accuracy and time
-	$(PY) bench/train_bench.py
+	$(PY) -m bench.train_bench
 
 .PHONY: bench-preprocess
 bench-preprocess: venv ## Accuracy of real-world-style uploads through HTTP: ours vs naive resize
-	$(PY) bench/preprocess_bench.py
+	$(PY) -m bench.preprocess_bench
 
 .PHONY: bench-gateway
 bench-gateway: venv cassandra-up ## Gateway throughput/latency with Cassandra vs the 2019 per-request path
-	$(PY) bench/gateway_bench.py
+	$(PY) -m bench.gateway_bench
 
 .PHONY: clean
 clean: ## Remove per-checkout state (.cache) but keep the venv

@@ -66,8 +66,9 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    acknowledged = (
-        single["requests"] - single["errors"] + (batch["requests"] - batch["errors"]) * args.batch
+    acknowledged = sum(
+        (run["warmup_created"] + run["requests"] - run["errors"]) * run["images_per_request"]
+        for run in (single, batch)
     )
     report = {
         "single": single,

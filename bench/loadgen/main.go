@@ -23,6 +23,7 @@ import (
 type result struct {
 	Concurrency     int            `json:"concurrency"`
 	ImagesPerReq    int            `json:"images_per_request"`
+	WarmupCreated   int            `json:"warmup_created"`
 	Seconds         float64        `json:"seconds"`
 	Requests        int            `json:"requests"`
 	Errors          int            `json:"errors"`
@@ -58,15 +59,19 @@ func main() {
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency, MaxConnsPerHost: *concurrency},
 	}
-	run(client, *url, bodies, *concurrency, *warmup, nil)
-	latencies, statuses := run(client, *url, bodies, *concurrency, *duration, map[string]int{})
-	json.NewEncoder(os.Stdout).Encode(summarise(latencies, statuses, *concurrency, *imagesPerRequest, *duration))
+	warmupLatencies := run(client, *url, bodies, *concurrency, *warmup, map[string]int{})
+	statuses := map[string]int{}
+	latencies := run(client, *url, bodies, *concurrency, *duration, statuses)
+	summary := summarise(latencies, statuses, *concurrency, *imagesPerRequest, *duration)
+	// Warm-up uploads are stored too: the caller needs them to reconcile the store.
+	summary.WarmupCreated = len(warmupLatencies)
+	json.NewEncoder(os.Stdout).Encode(summary)
 }
 
-// run keeps `concurrency` clients busy for `length`; it records latencies of the 201s and
-// counts statuses when `statuses` is not nil.
+// run keeps `concurrency` clients busy for `length`, counts statuses and returns the
+// latencies of the 201 (Created) answers.
 func run(client *http.Client, url string, bodies []body, concurrency int, length time.Duration,
-	statuses map[string]int) ([]time.Duration, map[string]int) {
+	statuses map[string]int) []time.Duration {
 	deadline := time.Now().Add(length)
 	var mu sync.Mutex
 	var latencies []time.Duration
@@ -80,9 +85,6 @@ func run(client *http.Client, url string, bodies []body, concurrency int, length
 				started := time.Now()
 				status := post(client, url, b)
 				elapsed := time.Since(started)
-				if statuses == nil {
-					continue
-				}
 				mu.Lock()
 				statuses[status]++
 				if status == "201" {
@@ -93,7 +95,7 @@ func run(client *http.Client, url string, bodies []body, concurrency int, length
 		}(worker)
 	}
 	wg.Wait()
-	return latencies, statuses
+	return latencies
 }
 
 func post(client *http.Client, url string, b body) string {

@@ -10,7 +10,8 @@ and with the same model version:
 - naive: bench/naive.py client-side, then the same model version in this process.
 
 An upload the gateway rejects (say, no_digit_found) counts as wrong. Prints accuracy per
-kind and overall, and the median time of gateway.preprocess per upload in this process.
+kind and overall, and the median time of gateway.preprocess per upload ("ours ms", always
+measured in this process).
 """
 
 from __future__ import annotations
@@ -127,11 +128,18 @@ def running_gateway(model_dir: Path) -> Iterator[str]:
             "PORT": str(port),
             "LOG_LEVEL": "WARNING",
         }
-        process = subprocess.Popen([sys.executable, "-m", "gateway"], env=env)
+        log_path = Path(state) / "gateway.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url, process)
             yield url
+        except BaseException:
+            sys.stderr.write(f"--- gateway log ---\n{log_path.read_text(errors='replace')}")
+            raise
         finally:
             process.terminate()
             process.wait(timeout=60)

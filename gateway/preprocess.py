@@ -32,7 +32,8 @@ MNIST_BOX = 20
 MNIST_CENTRE = 14.0
 
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
-LOSSY_FORMATS = ("JPEG", "WEBP")
+# Pillow reports a camera JPEG with extra pictures (Multi-Picture Format) as "MPO".
+LOSSY_FORMATS = ("JPEG", "MPO", "WEBP")
 # Long side of the image the numpy steps work on: plenty for a 20-pixel result, and it keeps
 # a 12-megapixel photo as cheap as a thumbnail.
 WORKING_SIDE = 256

@@ -158,6 +158,17 @@ def test_16_bit_greyscale_is_scaled_not_clipped() -> None:
     assert np.abs(from_16_bit - from_8_bit).mean() < 0.02
 
 
+def test_a_camera_jpeg_with_several_pictures_reads_the_first() -> None:
+    # Phones write JPEGs in the Multi-Picture Format; Pillow opens them as "MPO".
+    first = grey_image(glyph_coverage(), paper=0.95, ink=0.1).convert("RGB")
+    preview = Image.new("RGB", first.size, (0, 0, 0))
+    camera_jpeg = encoded(first, "MPO", save_all=True, append_images=[preview])
+
+    expected = preprocess(encoded(first, "JPEG"), max_pixels=MAX_PIXELS)
+
+    np.testing.assert_allclose(preprocess(camera_jpeg, max_pixels=MAX_PIXELS), expected, atol=0.01)
+
+
 def test_only_the_first_frame_of_an_animation_is_read() -> None:
     first = grey_image(glyph_coverage(), paper=1.0, ink=0.0)
     second = grey_image(glyph_coverage()[::-1, ::-1], paper=1.0, ink=0.0)

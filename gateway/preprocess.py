@@ -70,6 +70,8 @@ MIN_INK_MASS = 4.0
 # marks.
 MAX_GAP_FRACTION = 0.25
 
+# What Pillow's decoders raise on damaged data: OSError ("image file is truncated"),
+# SyntaxError (broken chunks, bad CRC), ValueError and EOFError (short or odd structures).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 
 
@@ -110,7 +112,8 @@ def decode(data: bytes, *, max_pixels: int) -> Decoded:
     if not data:
         raise errors.BadRequest("the uploaded file is empty", code="empty_file")
     # Pillow warns (and past twice its global limit, raises) about decompression bombs while
-    # opening; both become our 413. Only this warning category is touched.
+    # opening; both become our 413. catch_warnings swaps the process-wide filter list, so
+    # concurrent requests can at worst leave this one "error" filter installed: harmless.
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with _open(data, max_pixels=max_pixels) as image:
@@ -147,7 +150,8 @@ def _open(data: bytes, *, max_pixels: int) -> Image.Image:
 
 
 def _canonical_mode(image: Image.Image) -> Image.Image:
-    """8-bit "L" or "LA" (when there is transparency), or "F" for 16- and 32-bit greyscale."""
+    """8-bit "L" or "LA" (when there is transparency), or for 16- and 32-bit greyscale "F"
+    on the same 0-255 scale."""
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         # Through RGBA, so palette and colour-key transparency become a real alpha channel.
         return image.convert("RGBA").convert("LA")

@@ -39,6 +39,8 @@ class Upload:
     data: bytes
     label: int
     filename: str
+    # The index of the handwritten digit in its source set (MNIST test or UCI).
+    source: int
 
 
 # --- drawing helpers -----------------------------------------------------------------------
@@ -317,7 +319,8 @@ def render_kind(
     for index, source in enumerate(chosen):
         data, extension = render(images[source], rng_for(seed, kind, index))
         label = int(labels[source])
-        yield Upload(kind, data, label, f"{kind}-{index:04d}-{label}.{extension}")
+        filename = f"{kind}-{index:04d}-{label}.{extension}"
+        yield Upload(kind, data, label, filename, int(source))
 
 
 def build_uploads(

@@ -152,13 +152,14 @@ def _open(data: bytes, *, max_pixels: int) -> Image.Image:
 def _canonical_mode(image: Image.Image) -> Image.Image:
     """8-bit "L" or "LA" (when there is transparency), or for 16- and 32-bit greyscale "F"
     on the same 0-255 scale."""
+    if image.mode.startswith("I"):
+        # Pillow's own conversions clip 16-bit values to 8 bits instead of scaling them (so a
+        # rare 16-bit colour key is ignored rather than converted through RGBA).
+        scaled = np.asarray(image, dtype=np.float32) / np.float32(np.iinfo(np.uint16).max)
+        return Image.fromarray(np.clip(scaled, 0.0, 1.0) * np.float32(255))
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         # Through RGBA, so palette and colour-key transparency become a real alpha channel.
         return image.convert("RGBA").convert("LA")
-    if image.mode.startswith("I"):
-        # Pillow's own conversion to "L" clips 16-bit values instead of scaling them.
-        scaled = np.asarray(image, dtype=np.float32) / np.float32(np.iinfo(np.uint16).max)
-        return Image.fromarray(np.clip(scaled, 0.0, 1.0) * np.float32(255))
     return image if image.mode == "L" else image.convert("L")
 
 

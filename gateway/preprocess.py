@@ -56,6 +56,8 @@ LOSSY_NOISE_SIGMA = 2 / 255
 # The ink level is this percentile of the pixels above the noise floor: stroke cores, not the
 # anti-aliased edges, and not the few brightest outliers.
 INK_LEVEL_PERCENTILE = 90
+# No digit is written in fewer pixels than this across.
+MIN_DIGIT_SIDE = 4
 # Weaker contrast than this (of the full range) is not writing.
 MIN_CONTRAST = 0.08
 # A row or column belongs to the ink if it holds at least one fully inked pixel's worth.
@@ -140,6 +142,9 @@ def _open(data: bytes, *, max_pixels: int) -> Image.Image:
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise errors.ImageTooLarge("the image declares far too many pixels") from None
+    except _DECODE_ERRORS as error:
+        # A format was recognised, but its header is damaged or cut short.
+        raise errors.CorruptImage(f"the image header is damaged: {error}") from error
     width, height = image.size
     if width * height > max_pixels:
         image.close()
@@ -203,6 +208,8 @@ def fill_transparency(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def extract_ink(luminance: np.ndarray, *, min_noise_sigma: float = 0.0) -> np.ndarray:
     """Bright ink on a black, flat background, stretched so stroke cores reach 1."""
+    if min(luminance.shape) < MIN_DIGIT_SIDE:
+        raise errors.NoInk(f"a {luminance.shape[1]}x{luminance.shape[0]} image holds no digit")
     oriented = luminance if ink_is_light(luminance) else 1.0 - luminance
     return stretch_contrast(oriented - estimate_background(oriented), min_noise_sigma)
 

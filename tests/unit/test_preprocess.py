@@ -354,6 +354,8 @@ def _noise(sigma: float) -> Image.Image:
         ),
         pytest.param(encoded(_noise(0.03), "PNG"), id="faint-noise"),
         pytest.param(encoded(_noise(0.3), "PNG"), id="strong-noise"),
+        pytest.param(encoded(Image.new("L", (1, 1), 0), "PNG"), id="one-pixel"),
+        pytest.param(encoded(Image.linear_gradient("L").resize((1, 50)), "PNG"), id="one-column"),
     ],
 )
 def test_an_image_without_ink_is_refused(upload: bytes) -> None:
@@ -398,6 +400,25 @@ def test_a_truncated_image_is_corrupt(fmt: str) -> None:
         preprocess(data[: len(data) * 2 // 3], max_pixels=MAX_PIXELS)
 
     assert raised.value.status == 400
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "WEBP"])
+def test_damaged_bytes_only_ever_raise_gateway_errors(fmt: str) -> None:
+    rng = np.random.default_rng(11)
+    valid = encoded(grey_image(glyph_coverage((80, 60), (10, 5)) / 2, paper=0.9, ink=0.1), fmt)
+    outcomes = set()
+    for _ in range(150):
+        damaged = bytearray(valid)
+        for position in rng.integers(0, len(damaged), rng.integers(1, 6)):
+            damaged[position] = rng.integers(0, 256)
+        cut = rng.integers(1, len(damaged)) if rng.random() < 0.3 else len(damaged)
+        try:
+            preprocess(bytes(damaged[:cut]), max_pixels=MAX_PIXELS)
+            outcomes.add("read")
+        except errors.GatewayError as error:
+            outcomes.add(error.code)
+
+    assert "corrupt_image" in outcomes, "the damage must have been seen at least once"
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,13 @@ def grey_image(coverage: np.ndarray, *, paper: float, ink: float) -> Image.Image
     return Image.fromarray(np.round((paper + (ink - paper) * coverage) * 255).astype(np.uint8))
 
 
+def canvas_export(coverage: np.ndarray, *, stroke: int) -> Image.Image:
+    """A drawing canvas: grey ``stroke`` colour everywhere, the strokes only in alpha."""
+    alpha = Image.fromarray(np.round(coverage * 255).astype(np.uint8))
+    colour = Image.new("L", alpha.size, stroke)
+    return Image.merge("RGBA", [colour, colour, colour, alpha])
+
+
 def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
@@ -187,20 +194,8 @@ def test_only_the_first_frame_of_an_animation_is_read() -> None:
     [
         pytest.param(lambda c: grey_image(c, paper=0.9, ink=0.05), id="dark-on-light"),
         pytest.param(lambda c: grey_image(c, paper=0.1, ink=0.95), id="light-on-dark"),
-        pytest.param(
-            lambda c: Image.merge(
-                "RGBA",
-                [Image.new("L", c.T.shape, 0)] * 3 + [Image.fromarray(np.uint8(c * 255))],
-            ),
-            id="black-strokes-on-transparent-canvas",
-        ),
-        pytest.param(
-            lambda c: Image.merge(
-                "RGBA",
-                [Image.new("L", c.T.shape, 255)] * 3 + [Image.fromarray(np.uint8(c * 255))],
-            ),
-            id="white-strokes-on-transparent-canvas",
-        ),
+        pytest.param(lambda c: canvas_export(c, stroke=0), id="black-strokes-on-transparent"),
+        pytest.param(lambda c: canvas_export(c, stroke=255), id="white-strokes-on-transparent"),
     ],
 )
 def test_polarity_is_white_ink_on_black_whatever_the_upload(upload) -> None:

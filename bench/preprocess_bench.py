@@ -1,5 +1,7 @@
 """`make bench-preprocess`: digit accuracy on realistic uploads, our pipeline vs a naive resize.
 
+    python -m bench.preprocess_bench [--in-process] [--per-kind 200] [--model-dir DIR]
+
 Builds the upload set of bench/uploads.py (MNIST test digits and UCI digits as scans, phone
 photos, canvas exports, chalkboards and a spread of formats and modes), then, in one run
 and with the same model version:
@@ -30,10 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import requests
-
-if __package__ in (None, ""):
-    # Run as a script (`python bench/preprocess_bench.py`, as make does): import from the repo.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.gateway_bench import free_port, wait_ready
 from bench.naive import naive_preprocess

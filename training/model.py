@@ -34,7 +34,7 @@ def _augmentation() -> keras.Sequential:
     # preprocessing centres digits only approximately.
     return keras.Sequential(
         [
-            # Up to about 11 degrees (the factor is a fraction of a full turn); 18 underfit.
+            # Up to about 11 degrees: the factor is a fraction of a full turn.
             layers.RandomRotation(0.03, fill_mode="constant"),
             layers.RandomZoom(0.1, fill_mode="constant"),
             layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import requests
+from cassandra.cluster import Session
 
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.store.cassandra_store import build_cluster
 from tests.integration.cassandra_helpers import run_node_script
 from tests.support.http import serve
 from tests.support.images import encode
@@ -22,11 +26,22 @@ from tests.support.images import encode
 API = "/api/v1/predictions"
 
 
+@contextmanager
+def fresh_session(node: str) -> Iterator[Session]:
+    """A session of its own: a long-lived one may still be reconnecting after an outage."""
+    cluster = build_cluster(Config(cassandra_hosts=(node,), cassandra_request_timeout_seconds=60))
+    try:
+        yield cluster.connect()
+    finally:
+        cluster.shutdown()
+
+
 @pytest.fixture(scope="module")
-def keyspace(cassandra_admin):
+def keyspace(cassandra_node):
     name = f"test_gateway_{uuid.uuid4().hex[:12]}"
     yield name
-    cassandra_admin.execute(f"DROP KEYSPACE IF EXISTS {name}")
+    with fresh_session(cassandra_node) as session:
+        session.execute(f"DROP KEYSPACE IF EXISTS {name}")
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +58,16 @@ def gateway(exported_model_dir, cassandra_node, keyspace):
         yield url
 
 
-def rows_in(session, keyspace: str) -> int:
-    return session.execute(f"SELECT count(*) FROM {keyspace}.predictions").one()[0]
+def rows_in(node: str, keyspace: str) -> int:
+    with fresh_session(node) as session:
+        return session.execute(f"SELECT count(*) FROM {keyspace}.predictions").one()[0]
 
 
 def post_digit(url: str, image, name: str = "digit.png") -> requests.Response:
     return requests.post(url + API, files={"file": (name, encode(image))}, timeout=30)
 
 
-def test_predictions_are_stored_in_cassandra(gateway, mnist_test_set, cassandra_admin, keyspace):
+def test_predictions_are_stored_in_cassandra(gateway, mnist_test_set, cassandra_node, keyspace):
     images, _ = mnist_test_set
     files = [("file", (f"d{i}.png", encode(images[i]))) for i in range(3)]
     created = requests.post(gateway + API, files=files, timeout=30)
@@ -66,14 +82,14 @@ def test_predictions_are_stored_in_cassandra(gateway, mnist_test_set, cassandra_
 
     labelled = requests.post(f"{gateway}{API}/{ids[0]}/feedback", json={"label": 3}, timeout=10)
     assert labelled.json()["label"] == 3
-    assert rows_in(cassandra_admin, keyspace) == 3
+    assert rows_in(cassandra_node, keyspace) == 3
 
 
 @pytest.mark.slow
-def test_cassandra_outage_is_503_then_recovers(gateway, mnist_test_set, cassandra_admin, keyspace):
+def test_cassandra_outage_is_503_then_recovers(gateway, mnist_test_set, cassandra_node, keyspace):
     images, _ = mnist_test_set
     assert post_digit(gateway, images[10]).status_code == 201
-    before = rows_in(cassandra_admin, keyspace)
+    before = rows_in(cassandra_node, keyspace)
 
     down = run_node_script("down")
     try:
@@ -96,7 +112,7 @@ def test_cassandra_outage_is_503_then_recovers(gateway, mnist_test_set, cassandr
     assert recovered.status_code == 201, recovered.text
     assert requests.get(gateway + "/readyz", timeout=10).status_code == 200
     # The refused upload left nothing behind; the accepted one is there.
-    assert rows_in(cassandra_admin, keyspace) == before + 1
+    assert rows_in(cassandra_node, keyspace) == before + 1
 
 
 def wait_for_status(call, status: int, timeout: float) -> requests.Response:

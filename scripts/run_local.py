@@ -12,16 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gateway.predictors.saved_model import available_versions
+
 # A first model in a minute or two on a laptop CPU; `python -m training` with its
 # defaults trains the full-quality one.
-FIRST_MODEL_ARGS = ("--epochs", "1")
-
-
-def has_model_version(model_dir: Path) -> bool:
-    return any(
-        child.name.isdigit() and (child / "saved_model.pb").is_file()
-        for child in model_dir.glob("*")
-    )
+FIRST_MODEL_ARGS = ("--epochs", "2")
 
 
 def train_first_model(model_dir: Path) -> None:
@@ -33,7 +28,7 @@ def train_first_model(model_dir: Path) -> None:
 def main() -> None:
     port = os.environ.get("PORT", "8080")
     model_dir = Path(os.environ.get("MODEL_DIR", ".cache/models/mnist"))
-    if not os.environ.get("SERVING_URL") and not has_model_version(model_dir):
+    if not os.environ.get("SERVING_URL") and not available_versions(model_dir):
         train_first_model(model_dir)
 
     os.environ.setdefault("MODEL_DIR", str(model_dir))

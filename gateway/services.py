@@ -34,10 +34,6 @@ class Services:
             metrics=GatewayMetrics(),
         )
 
-    def close(self) -> None:
-        self.predictor.close()
-        self.store.close()
-
 
 def services() -> Services:
     return current_app.extensions[EXTENSION_KEY]

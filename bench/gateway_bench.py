@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+
+from gateway.predictors.saved_model import available_versions
+from tests.support.http import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOADGEN_SOURCE = REPO_ROOT / "bench" / "loadgen"
@@ -90,7 +92,7 @@ def main() -> None:
 
 
 def ensure_model(model_dir: Path) -> None:
-    if any(p.name.isdigit() for p in model_dir.glob("*")):
+    if available_versions(model_dir):
         return
     print(f"No model in {model_dir}: training one for the benchmark.", flush=True)
     subprocess.run(
@@ -113,12 +115,6 @@ def write_test_digits(directory: Path, count: int) -> Path:
 def build_loadgen(target: Path) -> Path:
     subprocess.run(["go", "build", "-o", str(target), "."], cwd=LOADGEN_SOURCE, check=True)
     return target
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from bench.gateway_bench import free_port, wait_ready
+from bench.gateway_bench import wait_ready
 from bench.naive import naive_preprocess
 from bench.uploads import (
     KINDS,
@@ -48,6 +48,7 @@ from gateway import errors
 from gateway.config import Config
 from gateway.predictors.saved_model import available_versions, load_version
 from gateway.preprocess import normalise_like_mnist, preprocess
+from tests.support.http import free_port
 
 # What the bench counts for an upload the gateway refused.
 REJECTED = -1

@@ -60,6 +60,8 @@ class Config:
     cassandra_consistency: str = "LOCAL_QUORUM"
     cassandra_connect_timeout_seconds: float = 5.0
     cassandra_request_timeout_seconds: float = 5.0
+    # Group commit: the records of concurrent requests are written together, up to this many.
+    store_batch_max_records: int = 256
     # Embedded store, used when cassandra_hosts is empty.
     sqlite_path: Path = Path(".cache/predictions.sqlite3")
     # Upload limits.
@@ -119,6 +121,9 @@ class Config:
             ),
             cassandra_request_timeout_seconds=reader.float(
                 "CASSANDRA_REQUEST_TIMEOUT_SECONDS", cls.cassandra_request_timeout_seconds
+            ),
+            store_batch_max_records=reader.int(
+                "STORE_BATCH_MAX_RECORDS", cls.store_batch_max_records, minimum=1
             ),
             sqlite_path=Path(reader.str("SQLITE_PATH", str(cls.sqlite_path))),
             max_upload_bytes=reader.int("MAX_UPLOAD_BYTES", cls.max_upload_bytes, minimum=1),

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gateway import errors
-from gateway.predictors._background import LazyDaemon
+from gateway.background import LazyDaemon
 from gateway.predictors.base import (
     INPUT_NAME,
     OUTPUT_DIGIT,

@@ -35,7 +35,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from gateway import errors
-from gateway.predictors._background import reset_in_forked_child
+from gateway.background import reset_in_forked_child
 from gateway.predictors.base import (
     INPUT_NAME,
     OUTPUT_DIGIT,

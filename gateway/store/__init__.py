@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from gateway.config import Config
 from gateway.store.base import Page, PredictionRecord, Store
+from gateway.store.batching import BatchingStore
 from gateway.store.cassandra_store import CassandraStore
 from gateway.store.ids import new_prediction_id
 from gateway.store.sqlite_store import SqliteStore
@@ -15,7 +16,8 @@ __all__ = ["Page", "PredictionRecord", "Store", "make_store", "new_prediction_id
 
 
 def make_store(config: Config) -> Store:
-    """The configured store; it connects on first use, not here."""
-    if config.uses_cassandra:
-        return CassandraStore(config)
-    return SqliteStore(config.sqlite_path)
+    """The configured store, with group commit; it connects on first use, not here."""
+    inner: Store = (
+        CassandraStore(config) if config.uses_cassandra else SqliteStore(config.sqlite_path)
+    )
+    return BatchingStore(inner, max_records=config.store_batch_max_records)

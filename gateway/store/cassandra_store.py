@@ -42,7 +42,7 @@ from cassandra.policies import (
     ExponentialReconnectionPolicy,
     TokenAwarePolicy,
 )
-from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, PreparedStatement
 
 from gateway.config import Config
 from gateway.errors import StoreUnavailable
@@ -317,7 +317,9 @@ def _day_of(prediction_id: UUID) -> date:
 
 
 def _to_row(record: PredictionRecord) -> tuple[object, ...]:
-    return (
+    """The insert's values; absent ones are left unset, since binding null would write a
+    tombstone per empty column (a new record has no label yet) for every read to skip."""
+    values = (
         _day_of(record.id),
         record.id,
         truncate_to_millisecond(record.created_at),
@@ -333,6 +335,7 @@ def _to_row(record: PredictionRecord) -> tuple[object, ...]:
         record.label,
         record.labelled_at,
     )
+    return tuple(UNSET_VALUE if value is None else value for value in values)
 
 
 def _from_row(row: Row) -> PredictionRecord:

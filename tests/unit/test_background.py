@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from gateway.predictors._background import LazyDaemon
+from gateway.background import LazyDaemon
 
 
 def test_the_thread_starts_on_first_use_and_restarts_after_a_crash(caplog):

@@ -1,0 +1,87 @@
+"""Group commit: concurrent save_many() calls share one write.
+
+Cassandra spends most of its CPU per request, not per row (the native protocol, the
+hand-offs between its thread pools, the commit-log sync every writer waits for); SQLite
+spends it per transaction. So the records of requests that finish together are written
+in one batch (see ``gateway.coalescing`` for when a batch closes). Each caller still
+returns only once its own records are durable, and fails if they are not: nothing is
+acknowledged that the store did not take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from uuid import UUID
+
+from gateway import errors
+from gateway.coalescing import Coalescer
+from gateway.store.base import Page, PredictionRecord, Store
+from gateway.store.ids import id_time
+from gateway.store.validation import check_records
+
+Records = Sequence[PredictionRecord]
+
+
+class BatchingStore:
+    """A Store whose concurrent ``save_many`` calls reach ``inner`` as one call."""
+
+    def __init__(self, inner: Store, *, max_records: int) -> None:
+        self._inner = inner
+        self._coalescer: Coalescer[Records, None] = Coalescer(
+            "store-batcher",
+            self._save_together,
+            max_size=max_records,
+            # Opportunistic only: while one write runs, the next ones queue up anyway.
+            window_seconds=0.0,
+            closed_error=lambda: errors.StoreUnavailable("the store is shutting down"),
+            # One day is one Cassandra partition: a single-partition batch is applied as
+            # one mutation, without the batch log and its size limits.
+            joinable=lambda first, other: _day(first) == _day(other),
+        )
+
+    def save_many(self, records: Records) -> None:
+        # Checked here, so that one caller's malformed record cannot fail other callers.
+        check_records(records)
+        if records:
+            self._coalescer.submit(records)
+
+    def _save_together(self, parts: list[Records]) -> list[BaseException | None]:
+        try:
+            self._inner.save_many([record for part in parts for record in part])
+        except errors.StoreUnavailable:
+            raise  # every caller gets the 503; retrying each part would only add load
+        except Exception:
+            if len(parts) == 1:
+                raise
+            return [_outcome_alone(self._inner, part) for part in parts]
+        return [None] * len(parts)
+
+    def get(self, prediction_id: UUID) -> PredictionRecord | None:
+        return self._inner.get(prediction_id)
+
+    def list(self, limit: int, cursor: str | None = None) -> Page:
+        return self._inner.list(limit, cursor)
+
+    def set_label(self, prediction_id: UUID, label: int) -> PredictionRecord | None:
+        return self._inner.set_label(prediction_id, label)
+
+    def ping(self) -> None:
+        self._inner.ping()
+
+    def close(self) -> None:
+        self._coalescer.close()
+        self._inner.close()
+
+
+def _outcome_alone(store: Store, part: Records) -> BaseException | None:
+    """Write one caller's records by themselves, so a failure stays with its cause."""
+    try:
+        store.save_many(part)
+    except Exception as error:
+        return error
+    return None
+
+
+def _day(records: Records) -> date:
+    return id_time(records[0].id).date()

@@ -9,13 +9,16 @@ from flask import Request
 
 from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from gateway.inference import Upload
+from gateway.multipart import split_form_data
 
 MULTIPART_FIELD = "file"
+# Parts of other names are ignored, but only so many of them are parsed.
+MAX_OTHER_PARTS = 16
 
 
 def read_uploads(request: Request, *, max_images: int) -> list[Upload]:
     if request.mimetype == "multipart/form-data":
-        uploads = _from_multipart(request)
+        uploads = _from_multipart(request, max_parts=max_images + MAX_OTHER_PARTS)
     elif request.is_json:
         uploads = _from_json(request)
     else:
@@ -36,11 +39,17 @@ def read_uploads(request: Request, *, max_images: int) -> list[Upload]:
     return uploads
 
 
-def _from_multipart(request: Request) -> list[Upload]:
-    files = request.files.getlist(MULTIPART_FIELD)
-    if not files:
+def _from_multipart(request: Request, *, max_parts: int) -> list[Upload]:
+    # get_data() enforces MAX_UPLOAD_BYTES (413) while it reads.
+    parts = split_form_data(
+        request.get_data(cache=False),
+        request.mimetype_params.get("boundary", ""),
+        max_parts=max_parts,
+    )
+    uploads = [Upload(part.data, part.filename) for part in parts if part.name == MULTIPART_FIELD]
+    if not uploads:
         raise BadRequest(f"multipart field '{MULTIPART_FIELD}' is missing", code="missing_field")
-    return [Upload(data=file.read(), filename=file.filename) for file in files]
+    return uploads
 
 
 def _from_json(request: Request) -> list[Upload]:

@@ -71,7 +71,8 @@ class Coalescer(Generic[PartT, ResultT]):
 
     ``joinable(first, other)`` says whether ``other`` may share a call with ``first``; a
     part that may not (or that would exceed ``max_size`` items) starts the next call.
-    ``closed_error()`` is what callers get once the coalescer is closed.
+    ``closed_error()`` is what callers get once the coalescer is closed, and
+    ``observe_size(items)`` hears the size of every call (for metrics).
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class Coalescer(Generic[PartT, ResultT]):
         window_seconds: float,
         closed_error: Callable[[], BaseException],
         joinable: Callable[[PartT, PartT], bool] = lambda first, other: True,
+        observe_size: Callable[[int], None] = lambda items: None,
     ) -> None:
         if max_size < 1:
             raise ValueError(f"max_size must be at least 1, got {max_size}")
@@ -91,6 +93,7 @@ class Coalescer(Generic[PartT, ResultT]):
         self._window_seconds = window_seconds
         self._closed_error = closed_error
         self._joinable = joinable
+        self._observe_size = observe_size
         self._collector = LazyDaemon(name, self._collect_until_stopped)
         self._new_queue()
         reset_in_forked_child(self._new_queue)
@@ -160,6 +163,7 @@ class Coalescer(Generic[PartT, ResultT]):
         return batch
 
     def _run(self, batch: list[_Pending]) -> None:
+        self._observe_size(sum(len(pending.part) for pending in batch))
         try:
             outcomes = list(self._handle([pending.part for pending in batch]))
             if len(outcomes) != len(batch):

@@ -13,6 +13,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Seconds; the gateway's targets sit between 1 ms and 100 ms.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Items per coalesced call: how well concurrent requests are being batched.
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class GatewayMetrics:
@@ -54,6 +56,19 @@ class GatewayMetrics:
             "Store latency by operation.",
             ["operation"],
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+        self.model_batch_images = Histogram(
+            "gateway_model_batch_images",
+            "Images per model call, after concurrent requests were batched together.",
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.store_batch_records = Histogram(
+            "gateway_store_batch_records",
+            "Records per store write, after concurrent requests were committed together.",
+            buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
 

@@ -27,11 +27,12 @@ class Services:
     def from_config(cls, config: Config) -> Services:
         # Neither constructor connects: a gunicorn worker opens its own Cassandra
         # session and loads its own model on first use, after the fork.
+        metrics = GatewayMetrics()
         return cls(
             config=config,
-            predictor=make_predictor(config),
-            store=make_store(config),
-            metrics=GatewayMetrics(),
+            predictor=make_predictor(config, metrics),
+            store=make_store(config, metrics),
+            metrics=metrics,
         )
 
 

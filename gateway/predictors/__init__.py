@@ -16,11 +16,12 @@ from gateway.predictors.tf_serving import TFServingPredictor
 
 if TYPE_CHECKING:
     from gateway.config import Config
+    from gateway.metrics import GatewayMetrics
 
 __all__ = ["ModelStatus", "Prediction", "Predictor", "make_predictor"]
 
 
-def make_predictor(config: Config) -> Predictor:
+def make_predictor(config: Config, metrics: GatewayMetrics | None = None) -> Predictor:
     """TF Serving when SERVING_URL is set, else the in-process model; micro-batched."""
     inner: Predictor = (
         TFServingPredictor.from_config(config)
@@ -28,5 +29,8 @@ def make_predictor(config: Config) -> Predictor:
         else SavedModelPredictor.from_config(config)
     )
     return MicroBatcher(
-        inner, max_size=config.batch_max_size, window_seconds=config.batch_window_ms / 1000
+        inner,
+        max_size=config.batch_max_size,
+        window_seconds=config.batch_window_ms / 1000,
+        observe_size=metrics.model_batch_images.observe if metrics else lambda images: None,
     )

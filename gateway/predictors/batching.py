@@ -6,6 +6,8 @@ Serving's own batching does; see ``gateway.coalescing`` for when a batch closes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from gateway import errors
@@ -16,7 +18,14 @@ from gateway.predictors.base import ModelStatus, Prediction, Predictor
 class MicroBatcher:
     """A Predictor that merges concurrent calls into batches for the ``inner`` Predictor."""
 
-    def __init__(self, inner: Predictor, *, max_size: int, window_seconds: float) -> None:
+    def __init__(
+        self,
+        inner: Predictor,
+        *,
+        max_size: int,
+        window_seconds: float,
+        observe_size: Callable[[int], None] = lambda images: None,
+    ) -> None:
         self.model_name = inner.model_name
         self._inner = inner
         self._coalescer: Coalescer[np.ndarray, list[Prediction]] = Coalescer(
@@ -28,6 +37,7 @@ class MicroBatcher:
             # Images of another shape (a caller's bug) run in a batch of their own, so
             # they fail alone instead of failing others.
             joinable=lambda first, other: first.shape[1:] == other.shape[1:],
+            observe_size=observe_size,
         )
 
     def predict(self, batch: np.ndarray) -> list[Prediction]:

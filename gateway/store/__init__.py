@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from gateway.config import Config
+from gateway.metrics import GatewayMetrics
 from gateway.store.base import Page, PredictionRecord, Store
 from gateway.store.batching import BatchingStore
 from gateway.store.cassandra_store import CassandraStore
@@ -15,9 +16,13 @@ from gateway.store.sqlite_store import SqliteStore
 __all__ = ["Page", "PredictionRecord", "Store", "make_store", "new_prediction_id"]
 
 
-def make_store(config: Config) -> Store:
+def make_store(config: Config, metrics: GatewayMetrics | None = None) -> Store:
     """The configured store, with group commit; it connects on first use, not here."""
     inner: Store = (
         CassandraStore(config) if config.uses_cassandra else SqliteStore(config.sqlite_path)
     )
-    return BatchingStore(inner, max_records=config.store_batch_max_records)
+    return BatchingStore(
+        inner,
+        max_records=config.store_batch_max_records,
+        observe_size=metrics.store_batch_records.observe if metrics else lambda records: None,
+    )

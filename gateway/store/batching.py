@@ -10,7 +10,7 @@ acknowledged that the store did not take.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from uuid import UUID
 
@@ -26,7 +26,13 @@ Records = Sequence[PredictionRecord]
 class BatchingStore:
     """A Store whose concurrent ``save_many`` calls reach ``inner`` as one call."""
 
-    def __init__(self, inner: Store, *, max_records: int) -> None:
+    def __init__(
+        self,
+        inner: Store,
+        *,
+        max_records: int,
+        observe_size: Callable[[int], None] = lambda records: None,
+    ) -> None:
         self._inner = inner
         self._coalescer: Coalescer[Records, None] = Coalescer(
             "store-batcher",
@@ -38,6 +44,7 @@ class BatchingStore:
             # One day is one Cassandra partition: a single-partition batch is applied as
             # one mutation, without the batch log and its size limits.
             joinable=lambda first, other: _day(first) == _day(other),
+            observe_size=observe_size,
         )
 
     def save_many(self, records: Records) -> None:

@@ -18,7 +18,7 @@ from gateway.api import openapi_document
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.preprocess import preprocess
-from tests.support.http import serve
+from tests.support.http import serve, wait_until_ready
 from tests.support.images import encode, paper_photo
 
 API = "/api/v1/predictions"
@@ -34,6 +34,7 @@ def gateway(exported_model_dir, tmp_path_factory):
         max_image_pixels=4_000_000,
     )
     with serve(create_app(config)) as url:
+        wait_until_ready(url)
         yield url
 
 
@@ -292,6 +293,8 @@ def test_health_readiness_and_metrics(gateway, digits):
         "gateway_model_duration_seconds_count",
         'gateway_store_duration_seconds_count{operation="save"}',
         "gateway_preprocess_duration_seconds_count",
+        "gateway_model_batch_images_bucket",
+        "gateway_store_batch_records_bucket",
     ):
         assert name in text
 

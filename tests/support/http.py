@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import requests
 from flask import Flask
 from werkzeug.serving import make_server
 
@@ -30,3 +32,12 @@ def serve(app: Flask) -> Iterator[str]:
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
+
+
+def wait_until_ready(base_url: str, timeout: float = 120.0) -> None:
+    """Poll /readyz as Kubernetes would, until the model is loaded and the store answers."""
+    deadline = time.monotonic() + timeout
+    while requests.get(base_url + "/readyz", timeout=10).status_code != 200:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{base_url} was not ready within {timeout:.0f} s")
+        time.sleep(0.2)

@@ -23,7 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -35,6 +37,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOADGEN_SOURCE = REPO_ROOT / "bench" / "loadgen"
 RESULTS = REPO_ROOT / ".cache" / "bench" / "gateway.json"
 NODE = "127.0.0.1"
+CASSANDRA_MAIN_CLASS = b"org.apache.cassandra.service.CassandraDaemon"
+WARMUP_SECONDS = 5
 
 
 def parse_args() -> argparse.Namespace:
@@ -58,10 +62,11 @@ def main() -> None:
         images_dir = write_test_digits(work / "digits", count=512)
         loadgen = build_loadgen(work / "loadgen")
         keyspace = f"bench_{int(time.time())}"
-        with gateway_server(args, keyspace) as url:
-            single = run_load(loadgen, url, images_dir, args.concurrency, 1, args.duration)
+        with gateway_server(args, keyspace) as (url, gunicorn_pid):
+            meter = CpuMeter(gateway_pid=gunicorn_pid, cassandra_pid=cassandra_pid())
+            single = run_load(loadgen, url, images_dir, args.concurrency, 1, args.duration, meter)
             batch = run_load(
-                loadgen, url, images_dir, args.batch_concurrency, args.batch, args.duration
+                loadgen, url, images_dir, args.batch_concurrency, args.batch, args.duration, meter
             )
         stored = count_rows_and_drop(keyspace)
         legacy_seconds = time_legacy_path(args.model_dir, images_dir, args.legacy_samples)
@@ -142,7 +147,7 @@ def gateway_server(args: argparse.Namespace, keyspace: str):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process)
-        yield url + "/api/v1/predictions"
+        yield url + "/api/v1/predictions", process.pid
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -164,7 +169,13 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> Non
 
 
 def run_load(
-    loadgen: Path, url: str, images: Path, concurrency: int, batch: int, seconds: float
+    loadgen: Path,
+    url: str,
+    images: Path,
+    concurrency: int,
+    batch: int,
+    seconds: float,
+    meter: CpuMeter,
 ) -> dict:
     command = [
         str(loadgen),
@@ -173,10 +184,78 @@ def run_load(
         f"-concurrency={concurrency}",
         f"-batch={batch}",
         f"-duration={seconds}s",
-        "-warmup=5s",
+        f"-warmup={WARMUP_SECONDS}s",
     ]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    time.sleep(WARMUP_SECONDS)
+    before = meter.read()
+    output, _ = process.communicate()
+    spent = meter.read() - before
+    if process.returncode:
+        sys.exit(f"loadgen failed with {process.returncode}")
+    result = json.loads(output)
+    images_done = (result["requests"] - result["errors"]) * result["images_per_request"]
+    result["cpu_ms_per_image"] = spent.per(images_done)
+    return result
+
+
+@dataclass(frozen=True)
+class CpuSeconds:
+    gateway: float
+    cassandra: float
+
+    def __sub__(self, other: CpuSeconds) -> CpuSeconds:
+        return CpuSeconds(self.gateway - other.gateway, self.cassandra - other.cassandra)
+
+    def per(self, images: int) -> dict[str, float]:
+        return {
+            "gateway": 1000 * self.gateway / max(images, 1),
+            "cassandra": 1000 * self.cassandra / max(images, 1),
+        }
+
+
+@dataclass(frozen=True)
+class CpuMeter:
+    """CPU time (user + system) of the gunicorn workers and of the Cassandra JVM, from /proc:
+    where the two cores go, per image."""
+
+    gateway_pid: int
+    cassandra_pid: int | None
+
+    def read(self) -> CpuSeconds:
+        workers = [pid for pid, parent in _processes() if parent == self.gateway_pid]
+        gateway = sum(_cpu_seconds(pid) for pid in [self.gateway_pid, *workers])
+        cassandra = _cpu_seconds(self.cassandra_pid) if self.cassandra_pid else 0.0
+        return CpuSeconds(gateway, cassandra)
+
+
+def _processes() -> Iterator[tuple[int, int]]:
+    """(pid, parent pid) of every process."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        yield int(stat.parent.name), int(fields[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cassandra_pid() -> int | None:
+    for pid, _ in _processes():
+        try:
+            if CASSANDRA_MAIN_CLASS in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    return None
 
 
 def count_rows_and_drop(keyspace: str) -> int:
@@ -228,6 +307,10 @@ def print_report(report: dict, args: argparse.Namespace) -> None:
         f"{'':>9}{0:>8}"
     )
     print(f"single-image throughput vs the 2019 path: {report['speedup_vs_2019']:.0f}x")
+    for name, result in rows:
+        cpu = result["cpu_ms_per_image"]
+        print(f"CPU per image, {name}: gateway {cpu['gateway']:.2f} ms, "
+              f"Cassandra {cpu['cassandra']:.2f} ms")  # fmt: skip
     print(f"rows in Cassandra: {report['rows_in_cassandra']} for "
           f"{report['acknowledged_images']} acknowledged images")  # fmt: skip
     print(f"results: {RESULTS.relative_to(REPO_ROOT)}")

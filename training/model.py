@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (28, 28, 1)
@@ -31,9 +31,12 @@ class Architecture:
 
 def _augmentation() -> keras.Sequential:
     # Small shifts, rotations and zooms: handwriting varies this way, and the gateway's
-    # preprocessing centres digits only approximately.
+    # preprocessing centres digits only approximately. Pens, scanners and small canvases
+    # also vary the stroke width and the resolution, which MNIST alone hardly shows.
     return keras.Sequential(
         [
+            RandomStrokeWidth(probability=0.2),
+            RandomLowResolution(probability=0.2),
             # Up to about 11 degrees: the factor is a fraction of a full turn.
             layers.RandomRotation(0.03, fill_mode="constant"),
             layers.RandomZoom(0.1, fill_mode="constant"),
@@ -41,6 +44,104 @@ def _augmentation() -> keras.Sequential:
         ],
         name="augmentation",
     )
+
+
+class RandomStrokeWidth(layers.Layer):
+    """Thickens or thins the strokes of a random ``probability`` of the images, half each.
+
+    A 2x2 max-pool with stride 1 is a grey-scale dilation by one pixel, and the same on the
+    negated image an erosion. Identity at inference.
+    """
+
+    def __init__(self, probability: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.probability = probability
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        thick = _dilate(images)
+        thin = _rescale_peak_to_one(-_dilate(-images))
+        draw = keras.random.uniform(_per_image(images), seed=self.seed_generator)
+        changed = ops.where(draw < self.probability / 2, thick, thin)
+        return ops.where(draw < self.probability, changed, images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability, "seed": self.seed}
+
+
+class RandomLowResolution(layers.Layer):
+    """Blurs a random ``probability`` of the images as if drawn at a low resolution.
+
+    Each chosen image is shrunk to one of ``sides`` pixels square (averaging, like a coarse
+    sensor or canvas) and enlarged back bilinearly, as the gateway enlarges small uploads.
+    Identity at inference.
+    """
+
+    def __init__(
+        self,
+        probability: float,
+        sides: tuple[int, ...] = (8, 9, 10, 11, 12, 13, 14),
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.probability = probability
+        self.sides = tuple(sides)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        # Every candidate side for the whole batch, then one per image: resizing needs a
+        # static size, and a 28x28 batch is cheap to resize next to the convolutions.
+        picked = keras.random.randint(
+            _per_image(images), 0, len(self.sides), seed=self.seed_generator
+        )
+        blurred = images
+        for index, side in enumerate(self.sides):
+            blurred = ops.where(picked == index, _low_resolution(images, side), blurred)
+        chosen = keras.random.uniform(_per_image(images), seed=self.seed_generator)
+        return ops.where(chosen < self.probability, blurred, images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "probability": self.probability,
+            "sides": self.sides,
+            "seed": self.seed,
+        }
+
+
+def _per_image(images) -> tuple:
+    # One random draw per image, broadcast over its pixels.
+    return (ops.shape(images)[0], 1, 1, 1)
+
+
+def _dilate(images):
+    return ops.max_pool(images, pool_size=2, strides=1, padding="same")
+
+
+def _low_resolution(images, side: int):
+    height, width = images.shape[1:3]
+    small = ops.image.resize(images, (side, side), interpolation="bilinear", antialias=True)
+    return _rescale_peak_to_one(ops.image.resize(small, (height, width), interpolation="bilinear"))
+
+
+def _rescale_peak_to_one(images):
+    # Thinning and blurring dim the strokes, but the gateway stretches every upload's
+    # contrast so that stroke cores are full ink: the model should not learn "dim = odd".
+    peak = ops.max(images, axis=(1, 2, 3), keepdims=True)
+    return images / ops.maximum(peak, 1e-6)
 
 
 def _conv_bn(filters: int) -> list[layers.Layer]:

@@ -85,57 +85,64 @@ class Coalescer(Generic[PartT, ResultT]):
         closed_error: Callable[[], BaseException],
         joinable: Callable[[PartT, PartT], bool] = lambda first, other: True,
         observe_size: Callable[[int], None] = lambda items: None,
+        collectors: int = 1,
     ) -> None:
         if max_size < 1:
             raise ValueError(f"max_size must be at least 1, got {max_size}")
+        if collectors < 1:
+            raise ValueError(f"collectors must be at least 1, got {collectors}")
         self._handle = handle
         self._max_size = max_size
         self._window_seconds = window_seconds
         self._closed_error = closed_error
         self._joinable = joinable
         self._observe_size = observe_size
-        self._collector = LazyDaemon(name, self._collect_until_stopped)
+        self._collectors = [
+            LazyDaemon(f"{name}-{index}", self._collect_until_stopped)
+            for index in range(collectors)
+        ]
         self._new_queue()
         reset_in_forked_child(self._new_queue)
 
     def _new_queue(self) -> None:
         # Parts queued in a parent process belong to threads the child does not have.
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._held_over: _Pending | None = None
 
     def submit(self, part: PartT) -> ResultT:
         """Queue ``part``, wait for the call it joins, and return its outcome (or raise it)."""
-        if self._collector.stopping:
+        if self._collectors[0].stopping:
             raise self._closed_error()
         pending: _Pending[PartT, ResultT] = _Pending(part)
-        self._collector.ensure_running()
+        for collector in self._collectors:
+            collector.ensure_running()
         self._queue.put(pending)
         return pending.wait()
 
     def close(self) -> None:
-        """Wake the collector, let it finish the call it is running, fail what is queued."""
-        self._queue.put(_STOP)
-        self._collector.stop()
+        """Wake the collectors, let them finish the calls they run, fail what is queued."""
+        for _ in self._collectors:
+            self._queue.put(_STOP)  # one for each collector to take
+        for collector in self._collectors:
+            collector.stop()
 
-    # --- the collector thread ----------------------------------------------------------
+    # --- the collector threads ---------------------------------------------------------
 
     def _collect_until_stopped(self, stop: threading.Event) -> None:
+        # A part that could not join this collector's last call opens its next one.
+        held_over: _Pending | None = None
         while not stop.is_set():
-            first = self._next(block=True)
+            first = held_over if held_over is not None else self._queue.get()
             if first is _STOP:
                 break
             assert isinstance(first, _Pending)
-            self._run(self._gather(first))
+            batch, held_over = self._gather(first)
+            self._run(batch)
+        if held_over is not None:
+            held_over.settle(self._closed_error())
         self._fail_queued()
 
-    def _next(self, *, block: bool) -> object:
-        """The held-over part first, else the queue's head (queue.Empty if not blocking)."""
-        if self._held_over is not None:
-            pending, self._held_over = self._held_over, None
-            return pending
-        return self._queue.get(block=block)
-
-    def _gather(self, first: _Pending) -> list[_Pending]:
+    def _gather(self, first: _Pending) -> tuple[list[_Pending], _Pending | None]:
+        """The parts for one call, opened by ``first``; and a part taken that did not fit."""
         batch = [first]
         size = len(first.part)
         deadline = first.queued_at + self._window_seconds
@@ -156,11 +163,10 @@ class Coalescer(Generic[PartT, ResultT]):
             assert isinstance(item, _Pending)
             fits = size + len(item.part) <= self._max_size
             if not fits or not self._joinable(first.part, item.part):
-                self._held_over = item
-                break
+                return batch, item
             batch.append(item)
             size += len(item.part)
-        return batch
+        return batch, None
 
     def _run(self, batch: list[_Pending]) -> None:
         self._observe_size(sum(len(pending.part) for pending in batch))
@@ -176,8 +182,11 @@ class Coalescer(Generic[PartT, ResultT]):
     def _fail_queued(self) -> None:
         while True:
             try:
-                item = self._next(block=False)
+                item = self._queue.get_nowait()
             except queue.Empty:
                 return
             if isinstance(item, _Pending):
                 item.settle(self._closed_error())
+            else:
+                self._queue.put(_STOP)  # another collector's stop signal: leave it
+                return

@@ -65,6 +65,8 @@ class Config:
     cassandra_request_timeout_seconds: float = 5.0
     # Group commit: the records of concurrent requests are written together, up to this many.
     store_batch_max_records: int = 256
+    # Store writes in flight at once, per worker process.
+    store_writers: int = 8
     # Embedded store, used when cassandra_hosts is empty.
     sqlite_path: Path = Path(".cache/predictions.sqlite3")
     # Upload limits.
@@ -129,6 +131,7 @@ class Config:
             store_batch_max_records=reader.int(
                 "STORE_BATCH_MAX_RECORDS", cls.store_batch_max_records, minimum=1
             ),
+            store_writers=reader.int("STORE_WRITERS", cls.store_writers, minimum=1),
             sqlite_path=Path(reader.str("SQLITE_PATH", str(cls.sqlite_path))),
             max_upload_bytes=reader.int("MAX_UPLOAD_BYTES", cls.max_upload_bytes, minimum=1),
             max_images_per_request=reader.int(

@@ -24,5 +24,6 @@ def make_store(config: Config, metrics: GatewayMetrics | None = None) -> Store:
     return BatchingStore(
         inner,
         max_records=config.store_batch_max_records,
+        writers=config.store_writers,
         observe_size=metrics.store_batch_records.observe if metrics else lambda records: None,
     )

@@ -24,13 +24,21 @@ Records = Sequence[PredictionRecord]
 
 
 class BatchingStore:
-    """A Store whose concurrent ``save_many`` calls reach ``inner`` as one call."""
+    """A Store whose concurrent ``save_many`` calls reach ``inner`` as one call.
+
+    ``writers`` writes may be in flight at once. One is not enough: a write waits for the
+    network, Cassandra's commit-log sync and the driver's I/O thread, which has to win the
+    GIL from busy request threads, so one writer caps a worker process at one batch per
+    round trip however many requests wait (measured here: 310 predictions/s with one
+    writer per worker, 454 with eight).
+    """
 
     def __init__(
         self,
         inner: Store,
         *,
         max_records: int,
+        writers: int = 1,
         observe_size: Callable[[int], None] = lambda records: None,
     ) -> None:
         self._inner = inner
@@ -45,6 +53,7 @@ class BatchingStore:
             # one mutation, without the batch log and its size limits.
             joinable=lambda first, other: _day(first) == _day(other),
             observe_size=observe_size,
+            collectors=writers,
         )
 
     def save_many(self, records: Records) -> None:

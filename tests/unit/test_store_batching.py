@@ -7,6 +7,7 @@ over the real backends.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -59,8 +60,8 @@ def records_of(caller: int, count: int = 1, day: datetime = NOON) -> list[Predic
 def make_store() -> Iterator[Callable[..., BatchingStore]]:
     stores: list[BatchingStore] = []
 
-    def make(inner: RecordingFakeStore, max_records: int = 256) -> BatchingStore:
-        store = BatchingStore(inner, max_records=max_records)  # type: ignore[arg-type]
+    def make(inner: RecordingFakeStore, max_records: int = 256, writers: int = 1) -> BatchingStore:
+        store = BatchingStore(inner, max_records=max_records, writers=writers)  # type: ignore[arg-type]
         stores.append(store)
         return store
 
@@ -166,9 +167,10 @@ def test_a_write_holds_at_most_max_records(make_store):
     assert sum(inner.calls) == 40
 
 
-def test_closing_stops_taking_writes_and_closes_the_backend(make_store):
+@pytest.mark.parametrize("writers", [1, 4])
+def test_closing_stops_taking_writes_and_closes_the_backend(make_store, writers):
     inner = RecordingFakeStore()
-    store = make_store(inner)
+    store = make_store(inner, writers=writers)
     store.save_many(records_of(0))
 
     store.close()
@@ -176,3 +178,30 @@ def test_closing_stops_taking_writes_and_closes_the_backend(make_store):
     assert inner.closed
     with pytest.raises(errors.StoreUnavailable):
         store.save_many(records_of(1))
+
+
+def test_several_writers_keep_writes_in_flight_together(make_store):
+    class OverlapRecordingStore(RecordingFakeStore):
+        def __init__(self) -> None:
+            super().__init__(seconds_per_call=0.05)
+            self.lock = threading.Lock()
+            self.in_flight = self.most_in_flight = 0
+
+        def save_many(self, records: Sequence[PredictionRecord]) -> None:
+            with self.lock:
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                super().save_many(records)
+            finally:
+                with self.lock:
+                    self.in_flight -= 1
+
+    inner = OverlapRecordingStore()
+    store = make_store(inner, writers=4)
+
+    outcomes = run_concurrently(24, lambda caller: store.save_many(records_of(caller)))
+
+    assert outcomes == [None] * 24
+    assert len(inner.saved) == 24
+    assert 1 < inner.most_in_flight <= 4

@@ -47,9 +47,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
     parser.add_argument("--batch", type=int, default=64, help="images per batch upload")
-    parser.add_argument("--batch-concurrency", type=int, default=4)
+    parser.add_argument("--batch-concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=12, help="gunicorn threads per worker")
+    parser.add_argument("--threads", type=int, default=16, help="gunicorn threads per worker")
     parser.add_argument("--legacy-samples", type=int, default=20, help="2019-path images timed")
     return parser.parse_args()
 

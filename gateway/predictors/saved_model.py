@@ -12,6 +12,7 @@ gateway image, which has no TensorFlow) stays cheap.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from dataclasses import dataclass
@@ -85,6 +86,20 @@ def load_version(model_dir: Path, version: int) -> LoadedVersion:
     probabilities, digits = loaded(np.zeros((1, 28, 28, 1), np.float32))
     predictions_from_outputs(probabilities, digits, model_name="warmup", model_version="0")
     return loaded
+
+
+def freeze_long_lived_objects() -> None:
+    """Take what is alive now (TensorFlow, the model) out of the garbage collector's view.
+
+    A loaded model leaves about 350,000 long-lived objects that every full collection
+    would walk again: 150-500 ms measured here, with every thread of the worker stopped,
+    which is what the slowest requests would wait. Frozen objects are skipped. Unfreezing
+    first lets this collection free a model that was just swapped out; it pauses the
+    worker once per model load, not during serving.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def limit_tensorflow_threads(threads: int) -> None:
@@ -188,4 +203,5 @@ class SavedModelPredictor:
             self._broken.add(wanted)
             return
         self._current = loaded
+        freeze_long_lived_objects()
         log.info("serving model %s version %s (was %s)", self.model_name, wanted, current)

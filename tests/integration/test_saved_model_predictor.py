@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Iterator
@@ -57,6 +58,19 @@ def test_serves_the_highest_complete_version_and_ignores_everything_else(
     np.testing.assert_allclose([p.probabilities for p in predictions], probabilities, atol=1e-6)
     status = predictor.status()
     assert (status.ready, status.model_version) == (True, "3")
+
+
+def test_a_loaded_model_is_frozen_out_of_the_garbage_collectors_view(
+    exported_model_dir, mnist_test_set, model_dir, predictor
+):
+    install_version(newest_version_dir(exported_model_dir), model_dir, 1)
+    gc.unfreeze()
+
+    predictor.predict(mnist_test_set[0][:1])
+
+    # The model's objects (and TensorFlow's) are frozen: full collections skip them.
+    assert gc.get_freeze_count() > 100_000
+    gc.unfreeze()  # leave the test process's collector as it was
 
 
 def test_status_does_not_wait_for_the_first_load(exported_model_dir, model_dir, predictor):

@@ -24,7 +24,7 @@ CRLF = b"\r\n"
 TRANSPORT_PADDING = b" \t"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class FormPart:
     name: str | None
     filename: str | None

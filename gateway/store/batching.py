@@ -11,13 +11,12 @@ acknowledged that the store did not take.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import date
 from uuid import UUID
 
 from gateway import errors
 from gateway.coalescing import Coalescer
 from gateway.store.base import Page, PredictionRecord, Store
-from gateway.store.ids import id_time
+from gateway.store.ids import id_day
 from gateway.store.validation import check_records
 
 Records = Sequence[PredictionRecord]
@@ -51,7 +50,7 @@ class BatchingStore:
             closed_error=lambda: errors.StoreUnavailable("the store is shutting down"),
             # One day is one Cassandra partition: a single-partition batch is applied as
             # one mutation, without the batch log and its size limits.
-            joinable=lambda first, other: _day(first) == _day(other),
+            joinable=lambda first, other: id_day(first[0].id) == id_day(other[0].id),
             observe_size=observe_size,
             collectors=writers,
         )
@@ -97,7 +96,3 @@ def _outcome_alone(store: Store, part: Records) -> BaseException | None:
     except Exception as error:
         return error
     return None
-
-
-def _day(records: Records) -> date:
-    return id_time(records[0].id).date()

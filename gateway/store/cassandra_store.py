@@ -49,7 +49,7 @@ from gateway.errors import StoreUnavailable
 from gateway.store.base import Page, PredictionRecord
 from gateway.store.cassandra_schema import DAYS_PARTITION, apply_schema, keyspace_name
 from gateway.store.cursor import decode_cursor, encode_cursor
-from gateway.store.ids import id_time, truncate_to_millisecond
+from gateway.store.ids import id_day, truncate_to_millisecond
 from gateway.store.validation import check_records
 
 # Reconnect to a node that went down after 0.5 s, 1 s, 2 s ... but never wait longer
@@ -215,7 +215,7 @@ class CassandraStore:
         with unavailable_on_driver_errors():
             # Days first: a listed day without records costs the history one empty read,
             # a record on an unlisted day would never be shown.
-            connection.list_days({_day_of(record.id) for record in records})
+            connection.list_days({id_day(record.id) for record in records})
             connection.session.execute(batch)
 
     def get(self, prediction_id: UUID) -> PredictionRecord | None:
@@ -224,7 +224,7 @@ class CassandraStore:
         connection = self._connect()
         with unavailable_on_driver_errors():
             row = connection.session.execute(
-                connection.statements.select_one, (_day_of(prediction_id), prediction_id)
+                connection.statements.select_one, (id_day(prediction_id), prediction_id)
             ).one()
         return None if row is None else _from_row(row)
 
@@ -254,7 +254,7 @@ class CassandraStore:
         with unavailable_on_driver_errors():
             connection.session.execute(
                 connection.statements.update_label,
-                (label, labelled_at, _day_of(prediction_id), prediction_id),
+                (label, labelled_at, id_day(prediction_id), prediction_id),
             )
         return replace(record, label=label, labelled_at=labelled_at)
 
@@ -305,22 +305,18 @@ def _day_slices_newest_first(
     if older_than is None:
         days = session.execute(statements.select_days, (DAYS_PARTITION,))
     else:
-        cursor_day = _day_of(older_than)
+        cursor_day = id_day(older_than)
         yield statements.select_day_older_than, (cursor_day, older_than)
         days = session.execute(statements.select_days_before, (DAYS_PARTITION, cursor_day))
     for day_row in days:
         yield statements.select_day, (day_row.day.date(),)
 
 
-def _day_of(prediction_id: UUID) -> date:
-    return id_time(prediction_id).date()
-
-
 def _to_row(record: PredictionRecord) -> tuple[object, ...]:
     """The insert's values; absent ones are left unset, since binding null would write a
     tombstone per empty column (a new record has no label yet) for every read to skip."""
     values = (
-        _day_of(record.id),
+        id_day(record.id),
         record.id,
         truncate_to_millisecond(record.created_at),
         record.filename,

@@ -9,7 +9,7 @@ pods do not collide without any coordination.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
 # UUIDv1 timestamps count 100-nanosecond ticks since the Gregorian reform.
@@ -41,6 +41,11 @@ def id_time(prediction_id: UUID) -> datetime:
     if prediction_id.version != 1:
         raise ValueError(f"{prediction_id} is not a time-based (version 1) UUID")
     return _GREGORIAN_EPOCH + prediction_id.time // _TICKS_PER_MICROSECOND * _MICROSECOND
+
+
+def id_day(prediction_id: UUID) -> date:
+    """The UTC day of a time-based id: its Cassandra partition (``predictions.day``)."""
+    return id_time(prediction_id).date()
 
 
 def truncate_to_millisecond(at: datetime) -> datetime:

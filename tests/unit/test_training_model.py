@@ -12,6 +12,7 @@ from training.model import (
     RandomLowResolution,
     RandomStrokeWidth,
     build_model,
+    low_resolution_matrix,
     with_augmentation,
 )
 
@@ -94,6 +95,20 @@ def test_low_resolution_blurs_every_chosen_image_keeping_full_ink():
     np.testing.assert_allclose(augmented.max(axis=(1, 2, 3)), 1.0, rtol=1e-5)
     # Grey fringes where the sharp bar had none.
     assert (((augmented > 0.05) & (augmented < 0.95)).sum(axis=(1, 2, 3)) > 20).all()
+
+
+@pytest.mark.parametrize("side", [8, 11, 14])
+def test_the_low_resolution_matrix_is_the_resize_round_trip(side):
+    # The layer blurs with one matrix per axis; the reference resizes the whole image.
+    from keras import ops
+
+    images = np.random.default_rng(side).random((3, 28, 28, 1), dtype=np.float32)
+    small = ops.image.resize(images, (side, side), interpolation="bilinear", antialias=True)
+    expected = np.asarray(ops.image.resize(small, (28, 28), interpolation="bilinear"))
+    matrix = low_resolution_matrix(side)
+    np.testing.assert_allclose(
+        np.einsum("ij,njkc,lk->nilc", matrix, images, matrix), expected, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("layer_type", [RandomStrokeWidth, RandomLowResolution])

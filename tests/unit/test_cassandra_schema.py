@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from cassandra import ConsistencyLevel, ProtocolVersion
 from cassandra.auth import PlainTextAuthProvider
@@ -112,3 +114,10 @@ def test_host_names_that_do_not_resolve_yet_make_the_store_unavailable() -> None
 
     with pytest.raises(StoreUnavailable, match="host names resolves"):
         store.ping()
+
+
+def test_the_driver_sends_writes_without_nagle_delay() -> None:
+    # Without TCP_NODELAY a multi-record write waits ~40 ms for the server's delayed ACK.
+    cluster = build_cluster(CLUSTERED)
+
+    assert (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) in cluster.sockopts

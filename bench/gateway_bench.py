@@ -30,6 +30,8 @@ from pathlib import Path
 
 import requests
 
+from gateway import gunicorn_conf
+from gateway.gunicorn_conf import GUNICORN_CONFIG
 from gateway.predictors.saved_model import available_versions
 from tests.support.http import free_port
 
@@ -48,8 +50,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
     parser.add_argument("--batch", type=int, default=64, help="images per batch upload")
     parser.add_argument("--batch-concurrency", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=16, help="gunicorn threads per worker")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--legacy-samples", type=int, default=20, help="2019-path images timed")
     return parser.parse_args()
 
@@ -87,7 +88,7 @@ def main() -> None:
         "speedup_vs_2019": single["requests_per_second"] * legacy_seconds,
         "acknowledged_images": acknowledged,
         "rows_in_cassandra": stored,
-        "gunicorn": {"workers": args.workers, "threads": args.threads},
+        "gunicorn": {"workers": args.workers, "worker_class": gunicorn_conf.worker_class},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2))
@@ -136,10 +137,9 @@ def gateway_server(args: argparse.Namespace, keyspace: str):
     }
     command = [
         str(Path(sys.executable).with_name("gunicorn")),
+        "--config", GUNICORN_CONFIG,
         "--bind", f"127.0.0.1:{port}",
-        "--worker-class", "gthread",
         "--workers", str(args.workers),
-        "--threads", str(args.threads),
         "--log-level", "warning",
         "gateway:create_app()",
     ]  # fmt: skip
@@ -289,8 +289,8 @@ def time_legacy_path(model_dir: Path, images_dir: Path, samples: int) -> float:
 def print_report(report: dict, args: argparse.Namespace) -> None:
     single, batch, legacy = report["single"], report["batch"], report["legacy_2019"]
     print()
-    print(f"gateway: gunicorn {args.workers} workers x {args.threads} threads, in-process model, "
-          f"Cassandra at {NODE} (every prediction stored)")  # fmt: skip
+    print(f"gateway: gunicorn {args.workers} {gunicorn_conf.worker_class} workers, "
+          f"in-process model, Cassandra at {NODE} (every prediction stored)")  # fmt: skip
     print(f"{'path':<44}{'req/s':>9}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     rows = [
         (f"single image, {single['concurrency']} clients", single),

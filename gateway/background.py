@@ -11,11 +11,35 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
+
+ResultT = TypeVar("ResultT")
+
+
+def off_the_event_loop(function: Callable[..., ResultT], *args: object) -> ResultT:
+    """``function(*args)``, run where it cannot stall the worker's other requests.
+
+    Under gunicorn's gevent worker (see ``gateway.gunicorn_conf``) every request of a
+    process shares one OS thread, so a long call that never yields (loading a SavedModel
+    takes about a second of CPU) would hold them all up. There it runs on one of gevent's
+    native threads while the calling greenlet waits. With OS threads it simply runs here.
+    """
+    if _gevent_patched():
+        from gevent import get_hub
+
+        return get_hub().threadpool.apply(function, args)
+    return function(*args)
+
+
+def _gevent_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("threading")
 
 
 def reset_in_forked_child(method: Callable[[], None]) -> None:

@@ -1,7 +1,8 @@
-"""Coalescing: concurrent calls from request threads share one call of a slow handler.
+"""Coalescing: concurrent calls from requests share one call of a slow handler.
 
-gunicorn's gthread workers run many requests at once. One model call, or one database
-write, per request spends most of the two CPU cores on per-call overhead: TensorFlow's
+A gunicorn worker runs many requests at once (greenlets under the gevent worker, threads
+under gthread; this module works with either). One model call, or one database write,
+per request spends most of the two CPU cores on per-call overhead: TensorFlow's
 dispatch, Cassandra's request handling and commit-log syncs. A collector thread takes the
 oldest queued part and whatever else is already queued (up to ``max_size`` items), makes
 ONE call of the handler, and hands each caller its own outcome.

@@ -66,7 +66,7 @@ class Config:
     # Group commit: the records of concurrent requests are written together, up to this many.
     store_batch_max_records: int = 256
     # Store writes in flight at once, per worker process.
-    store_writers: int = 8
+    store_writers: int = 2
     # Embedded store, used when cassandra_hosts is empty.
     sqlite_path: Path = Path(".cache/predictions.sqlite3")
     # Upload limits.

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gateway.gunicorn_conf import GUNICORN_CONFIG
 from gateway.predictors.saved_model import available_versions
 
 # A first model in a minute or two on a laptop CPU; `python -m training` with its
@@ -38,14 +39,12 @@ def main() -> None:
         gunicorn,
         [
             str(gunicorn),
+            "--config",
+            GUNICORN_CONFIG,
             "--bind",
             f"127.0.0.1:{port}",
-            "--worker-class",
-            "gthread",
             "--workers",
             "1",
-            "--threads",
-            "16",
             "gateway:create_app()",
         ],
     )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gateway import errors
-from gateway.background import LazyDaemon
+from gateway.background import LazyDaemon, off_the_event_loop
 from gateway.predictors.base import (
     INPUT_NAME,
     OUTPUT_DIGIT,
@@ -197,7 +197,7 @@ class SavedModelPredictor:
         if wanted is None or wanted == current:
             return
         try:
-            loaded = load_version(self._model_dir, wanted)
+            loaded = off_the_event_loop(load_version, self._model_dir, wanted)
         except Exception:
             log.exception("model version %s failed to load; still serving %s", wanted, current)
             self._broken.add(wanted)

@@ -55,8 +55,8 @@ TRANSIENT_EXCEPTIONS = (
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
-# Enough connections for every gunicorn thread of a worker to talk to TF Serving at
-# once (predictions go through the batcher's one thread, health checks do not).
+# Predictions reach TF Serving through the batcher's one collector; the rest is health
+# checks and metadata. More concurrent callers than this wait for a free connection.
 CONNECTION_POOL_SIZE = 16
 # In a cluster a connection is made in milliseconds or not at all (the pod is gone):
 # give up on connecting early and leave the rest of the deadline for a retry.

@@ -1,10 +1,17 @@
-"""LazyDaemon: started on first use, restarted after a crash, stopped for good by stop()."""
+"""LazyDaemon: started on first use, restarted after a crash, stopped for good by stop().
+off_the_event_loop: a blocking call under gevent leaves the other greenlets running."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
+from pathlib import Path
 
-from gateway.background import LazyDaemon
+from gateway.background import LazyDaemon, off_the_event_loop
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_thread_starts_on_first_use_and_restarts_after_a_crash(caplog):
@@ -35,3 +42,63 @@ def test_the_thread_starts_on_first_use_and_restarts_after_a_crash(caplog):
     assert len(runs) == 2
     daemon.ensure_running()
     assert len(runs) == 2  # stopped for good
+
+
+def test_with_os_threads_a_blocking_call_runs_in_the_calling_thread():
+    assert off_the_event_loop(lambda a, b: (threading.current_thread(), a + b), 2, 3) == (
+        threading.current_thread(),
+        5,
+    )
+
+
+# Run in a fresh interpreter: monkey-patching is process-wide and cannot be undone.
+GEVENT_SCRIPT = textwrap.dedent(
+    """
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    import gevent
+    from gevent.monkey import get_original
+
+    from gateway.background import off_the_event_loop
+
+    ticks = []
+
+    def tick():
+        while True:
+            ticks.append(1)
+            gevent.sleep(0.01)
+
+    gevent.spawn(tick)
+    gevent.sleep(0)
+    blocking_sleep = get_original("time", "sleep")  # holds its OS thread, never yields
+
+    def block(seconds):
+        blocking_sleep(seconds)
+        return "done"
+
+    before = len(ticks)
+    assert block(0.3) == "done"
+    inline = len(ticks) - before
+    before = len(ticks)
+    assert off_the_event_loop(block, 0.3) == "done"
+    print(inline, len(ticks) - before)
+    """
+)
+
+
+def test_under_gevent_a_blocking_call_leaves_other_greenlets_running():
+    result = subprocess.run(
+        [sys.executable, "-c", GEVENT_SCRIPT],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    ticks_inline, ticks_off_loop = map(int, result.stdout.split())
+    # Called inline, the blocking call stops the ticker for its whole 0.3 s; run off the
+    # loop, the ticker goes on every 10 ms.
+    assert ticks_inline == 0
+    assert ticks_off_loop >= 10

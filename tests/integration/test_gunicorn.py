@@ -76,6 +76,25 @@ def test_gunicorn_serves_the_app_configured_by_environment(
         output, _ = process.communicate(timeout=30)
     assert "Booting worker" in output
     assert "Using worker: gevent" in output
+    # Patched before anything created a lock or a socket (see gateway/__init__.py).
+    assert "MonkeyPatchWarning" not in output
+
+
+def test_loading_the_gunicorn_config_imports_nothing_gevent_must_patch_first():
+    script = (
+        "import sys, gateway.gunicorn_conf; "
+        "print(sorted(m for m in ('ssl', 'socket', 'threading', 'flask', 'requests', "
+        "'cassandra', 'tensorflow') if m in sys.modules and m not in BEFORE))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; BEFORE = set(sys.modules); " + script],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:

@@ -10,10 +10,10 @@ here; the chart sets the number of workers and the timeouts that way. gunicorn b
 # gevent: the requests of a worker process run as greenlets on one OS thread. A request
 # spends most of its life waiting (for its micro-batch, for the group commit, for
 # Cassandra or TF Serving). With gunicorn's gthread workers each of those waits handed the
-# GIL to another OS thread: about 60 context switches per request, and the two cores went
-# to the hand-offs. Measured with `make bench-gateway` on this machine (2 cores, Cassandra
-# included): 3 gthread workers x 16 threads served 579 single-image req/s at p99 123 ms;
-# 2 gevent workers, 825 req/s at p99 90 ms.
+# GIL to another OS thread: about 60 context switches per request in the gateway's threads
+# (perf), and the two cores went to the hand-offs. Measured with the benchmark's load on
+# this machine (2 cores, Cassandra included, 20 s runs): 3 gthread workers x 16 threads
+# served 579 single-image req/s at p99 123 ms; 2 gevent workers, 825 req/s at p99 90 ms.
 worker_class = "gevent"
 
 # Concurrent connections per worker process (greenlets are cheap; the micro-batcher and

@@ -1,5 +1,6 @@
-"""The production entry point: gunicorn builds the app from the environment alone, and its
-gevent workers switch to a new model version while they serve."""
+"""The production entry point: gunicorn builds the app from the environment alone; its
+gevent workers switch to a new model version while they serve, and store every
+prediction in the real Cassandra node through the driver's gevent connections."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -19,46 +24,64 @@ from tests.support.images import encode
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_gunicorn_serves_the_app_configured_by_environment(
+@contextmanager
+def gunicorn(env: dict[str, str]) -> Iterator[str]:
+    """gunicorn with the gateway's config and two workers; yields the base URL. Once it
+    has stopped, checks what it printed."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "--config", GUNICORN_CONFIG,
+         "gateway:create_app()"],
+        env={
+            **os.environ,
+            **env,
+            "PORT": str(port),
+            "GUNICORN_CMD_ARGS": f"--workers 2 --bind 127.0.0.1:{port}",
+        },
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, process)
+        yield url
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert "Booting worker" in output
+    assert "Using worker: gevent" in output
+    # Patched before anything created a lock or a socket (see gateway/__init__.py).
+    assert "MonkeyPatchWarning" not in output
+
+
+def predict(url: str, image, name: str) -> dict:
+    response = requests.post(
+        url + "/api/v1/predictions", files={"file": (name, encode(image))}, timeout=30
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["predictions"][0]
+
+
+def test_gunicorn_serves_the_app_and_swaps_the_model_while_serving(
     exported_model_dir, mnist_test_set, tmp_path
 ):
     # A private copy of the model base dir, so that a new version can be added.
     model_dir = tmp_path / "models"
     shutil.copytree(exported_model_dir, model_dir)
-    port = free_port()
     env = {
-        **os.environ,
-        "PORT": str(port),
         "MODEL_DIR": str(model_dir),
         "MODEL_POLL_SECONDS": "0.5",
         "SQLITE_PATH": str(tmp_path / "predictions.sqlite3"),
-        "GUNICORN_CMD_ARGS": "--workers 2 --bind 127.0.0.1:" + str(port),
     }
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    process = subprocess.Popen(
-        [str(gunicorn), "--config", GUNICORN_CONFIG, "gateway:create_app()"],
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     images, _ = mnist_test_set
-
-    def predict(index: int) -> dict:
-        response = requests.post(
-            url + "/api/v1/predictions",
-            files={"file": (f"{index}.png", encode(images[index % len(images)]))},
-            timeout=30,
-        )
-        assert response.status_code == 201, response.text
-        return response.json()["predictions"][0]
-
-    try:
-        wait_until_ready(url, process)
+    with gunicorn(env) as url:
         # Several requests reach both workers; each opened its own store and model.
-        assert {predict(index)["model_version"] for index in range(6)} == {"1"}
+        versions = {
+            predict(url, images[index], f"{index}.png")["model_version"] for index in range(6)
+        }
+        assert versions == {"1"}
         history = requests.get(url + "/api/v1/predictions", params={"limit": 10}, timeout=10)
         assert len(history.json()["predictions"]) == 6
 
@@ -66,28 +89,46 @@ def test_gunicorn_serves_the_app_configured_by_environment(
         shutil.copytree(model_dir / "1", model_dir / ".incoming-2")
         (model_dir / ".incoming-2").rename(model_dir / "2")
         # Both workers load it off their event loop while requests go on being answered.
-        versions_seen = []
+        seen: list[str] = []
         deadline = time.monotonic() + 60
-        while versions_seen[-8:] != ["2"] * 8 and time.monotonic() < deadline:
-            versions_seen.append(predict(len(versions_seen))["model_version"])
-        assert versions_seen[-8:] == ["2"] * 8, versions_seen
+        while seen[-8:] != ["2"] * 8 and time.monotonic() < deadline:
+            seen.append(predict(url, images[len(seen) % 100], "x.png")["model_version"])
+        assert seen[-8:] == ["2"] * 8, seen
+
+
+def test_gunicorn_stores_concurrent_predictions_in_cassandra(
+    exported_model_dir, mnist_test_set, cassandra_node, cassandra_admin, tmp_path
+):
+    keyspace = f"test_gunicorn_{uuid.uuid4().hex[:12]}"
+    env = {
+        "MODEL_DIR": str(exported_model_dir),
+        "CASSANDRA_HOSTS": cassandra_node,
+        "CASSANDRA_KEYSPACE": keyspace,
+    }
+    images, _ = mnist_test_set
+    try:
+        with gunicorn(env) as url, ThreadPoolExecutor(16) as clients:
+            # Concurrent requests share model calls and Cassandra writes inside each worker.
+            answers = list(
+                clients.map(lambda index: predict(url, images[index], f"{index}.png"), range(48))
+            )
+            for answer in answers[:4]:
+                fetched = requests.get(f"{url}/api/v1/predictions/{answer['id']}", timeout=10)
+                assert fetched.json()["digit"] == answer["digit"]
+        stored = cassandra_admin.execute(f"SELECT id FROM {keyspace}.predictions")
+        assert {str(row.id) for row in stored} == {answer["id"] for answer in answers}
     finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
-    assert "Booting worker" in output
-    assert "Using worker: gevent" in output
-    # Patched before anything created a lock or a socket (see gateway/__init__.py).
-    assert "MonkeyPatchWarning" not in output
+        cassandra_admin.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
 
 
 def test_loading_the_gunicorn_config_imports_nothing_gevent_must_patch_first():
     script = (
-        "import sys, gateway.gunicorn_conf; "
+        "import sys; before = set(sys.modules); import gateway.gunicorn_conf; "
         "print(sorted(m for m in ('ssl', 'socket', 'threading', 'flask', 'requests', "
-        "'cassandra', 'tensorflow') if m in sys.modules and m not in BEFORE))"
+        "'cassandra', 'tensorflow') if m in sys.modules and m not in before))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; BEFORE = set(sys.modules); " + script],
+        [sys.executable, "-c", script],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

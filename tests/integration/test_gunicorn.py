@@ -20,8 +20,7 @@ import requests
 from gateway.gunicorn_conf import GUNICORN_CONFIG
 from tests.support.http import free_port
 from tests.support.images import encode
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.python import REPO_ROOT, run_python
 
 
 @contextmanager
@@ -127,15 +126,7 @@ def test_loading_the_gunicorn_config_imports_nothing_gevent_must_patch_first():
         "print(sorted(m for m in ('ssl', 'socket', 'threading', 'flask', 'requests', "
         "'cassandra', 'tensorflow') if m in sys.modules and m not in before))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert result.stdout.strip() == "[]"
+    assert run_python(script).strip() == "[]"
 
 
 def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:

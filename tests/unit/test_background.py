@@ -3,15 +3,11 @@ off_the_event_loop: a blocking call under gevent leaves the other greenlets runn
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 import threading
-from pathlib import Path
 
 from gateway.background import LazyDaemon, off_the_event_loop
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.python import run_python
 
 
 def test_the_thread_starts_on_first_use_and_restarts_after_a_crash(caplog):
@@ -89,15 +85,7 @@ GEVENT_SCRIPT = textwrap.dedent(
 
 
 def test_under_gevent_a_blocking_call_leaves_other_greenlets_running():
-    result = subprocess.run(
-        [sys.executable, "-c", GEVENT_SCRIPT],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    ticks_inline, ticks_off_loop = map(int, result.stdout.split())
+    ticks_inline, ticks_off_loop = map(int, run_python(GEVENT_SCRIPT).split())
     # Called inline, the blocking call stops the ticker for its whole 0.3 s; run off the
     # loop, the ticker goes on every 10 ms.
     assert ticks_inline == 0

@@ -1,6 +1,7 @@
 """The production entry point: gunicorn builds the app from the environment alone; its
-gevent workers switch to a new model version while they serve, and store every
-prediction in the real Cassandra node through the driver's gevent connections."""
+gevent workers switch to a new model version while they serve, store every prediction
+in the real Cassandra node through the driver's gevent connections, and ask TF Serving
+(the test double, serving the real model) over REST."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from pathlib import Path
 import requests
 
 from gateway.gunicorn_conf import GUNICORN_CONFIG
+from tests.doubles.tf_serving import TFServingDouble
+from tests.integration.model_helpers import reference_outputs
 from tests.support.http import free_port
 from tests.support.images import encode
 from tests.support.python import REPO_ROOT, run_python
@@ -118,6 +121,30 @@ def test_gunicorn_stores_concurrent_predictions_in_cassandra(
         assert {str(row.id) for row in stored} == {answer["id"] for answer in answers}
     finally:
         cassandra_admin.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+def test_gunicorn_asks_tf_serving_over_rest(exported_model_dir, mnist_test_set, tmp_path):
+    images, _ = mnist_test_set
+    # MNIST digits pass preprocessing unchanged, so TF Serving must answer as the model does.
+    _, expected_digits = reference_outputs(exported_model_dir / "1", images[:24])
+    with TFServingDouble(exported_model_dir) as serving:
+        env = {"SERVING_URL": serving.url, "SQLITE_PATH": str(tmp_path / "p.sqlite3")}
+        with gunicorn(env) as url, ThreadPoolExecutor(8) as clients:
+            answers = list(
+                clients.map(lambda index: predict(url, images[index], f"{index}.png"), range(24))
+            )
+            assert [answer["digit"] for answer in answers] == expected_digits.tolist()
+            assert {answer["model_version"] for answer in answers} == {"1"}
+            # TF Serving failing persistently: a clear 503 the client may retry.
+            serving.fail_next_predictions(100, status=503)
+            failed = requests.post(
+                url + "/api/v1/predictions",
+                files={"file": ("x.png", encode(images[0]))},
+                timeout=30,
+            )
+            assert failed.status_code == 503
+            assert failed.headers["Retry-After"]
+            assert failed.json()["error"]["code"] == "model_unavailable"
 
 
 def test_loading_the_gunicorn_config_imports_nothing_gevent_must_patch_first():

@@ -45,9 +45,12 @@ class Config:
     model_version: int | None = None
     serving_timeout_seconds: float = 5.0
     serving_retries: int = 2
-    # Micro-batching: concurrent requests within this window share one model call.
+    # Micro-batching: concurrent requests share one model call. With no window, a batch is
+    # what queued while the previous call ran; a window waits that much longer for more
+    # (measured with the in-process model, 2 gevent workers: p99 71-87 ms without a
+    # window, 90-98 ms with 2 ms, at the same throughput).
     batch_max_size: int = 64
-    batch_window_ms: float = 2.0
+    batch_window_ms: float = 0.0
     # Cassandra: when hosts are set, results are stored there instead of SQLite.
     cassandra_hosts: tuple[str, ...] = ()
     cassandra_port: int = 9042

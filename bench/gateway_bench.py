@@ -33,7 +33,6 @@ from pathlib import Path
 import requests
 
 from gateway import gunicorn_conf
-from gateway.gunicorn_conf import GUNICORN_CONFIG
 from gateway.predictors.saved_model import available_versions
 from tests.support.http import free_port
 
@@ -158,7 +157,7 @@ def gateway_server(args: argparse.Namespace, keyspace: str):
     }
     command = [
         str(Path(sys.executable).with_name("gunicorn")),
-        "--config", GUNICORN_CONFIG,
+        "--config", gunicorn_conf.GUNICORN_CONFIG,
         "--bind", f"127.0.0.1:{port}",
         "--workers", str(args.workers),
         "--log-level", "warning",

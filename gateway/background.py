@@ -27,9 +27,8 @@ def off_the_event_loop(function: Callable[..., ResultT], *args: object) -> Resul
 
     Under gunicorn's gevent worker (see ``gateway.gunicorn_conf``) every request of a
     process shares one OS thread, so a long call that never yields (loading a SavedModel
-    takes about a second of CPU; a model batch, milliseconds) would hold them all up.
-    There it runs on one of gevent's native threads while the calling greenlet waits.
-    With OS threads it simply runs here.
+    takes about a second of CPU) would hold them all up. There it runs on one of gevent's
+    native threads while the calling greenlet waits. With OS threads it simply runs here.
     """
     if _gevent_patched():
         from gevent import get_hub

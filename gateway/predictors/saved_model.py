@@ -159,10 +159,7 @@ class SavedModelPredictor:
         if model is None:
             raise errors.PredictorUnavailable(self._why_no_model())
         try:
-            # Off the event loop: TensorFlow releases the GIL while it computes, so under
-            # the gevent worker the process goes on parsing, preprocessing and answering
-            # other requests during a batch instead of holding them all up.
-            probabilities, digits = off_the_event_loop(model, batch)
+            probabilities, digits = model(batch)
             return predictions_from_outputs(
                 probabilities, digits, model_name=self.model_name, model_version=str(model.version)
             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,6 @@ from tests.integration.model_helpers import (
     reference_outputs,
     wait_until,
 )
-from tests.support.python import run_python
 
 POLL_SECONDS = 0.1
 
@@ -186,61 +184,3 @@ def test_make_predictor_batches_concurrent_callers_over_the_in_process_model(
         predictor.close()
 
     assert [results[i] for i in range(len(images))] == expected_digits.tolist()
-
-
-# Run in a fresh interpreter: monkey-patching is process-wide and cannot be undone.
-GEVENT_PREDICT_SCRIPT = textwrap.dedent(
-    """
-    from gevent import monkey
-
-    monkey.patch_all()
-
-    from pathlib import Path
-
-    import gevent
-    import numpy as np
-
-    from gateway.predictors.saved_model import SavedModelPredictor
-
-    predictor = SavedModelPredictor(Path(MODEL_DIR), model_name="mnist", poll_seconds=60, threads=1)
-    images = np.load(IMAGES_FILE)
-    digits = [p.digit for p in predictor.predict(images)]  # waits for the first load
-
-    ticks = []
-
-    def tick():
-        while True:
-            ticks.append(1)
-            gevent.sleep(0.005)
-
-    gevent.spawn(tick)
-    gevent.sleep(0)
-    # About half a second of convolutions on one TensorFlow thread.
-    large_batch = np.tile(images, (2048 // len(images), 1, 1, 1))
-    before = len(ticks)
-    large_digits = [p.digit for p in predictor.predict(large_batch)]
-    print(len(ticks) - before, int(large_digits == digits * (2048 // len(images))))
-    print(*digits)
-    predictor.close()
-    """
-)
-
-
-def test_under_gevent_a_model_call_leaves_other_greenlets_running(
-    exported_model_dir, mnist_test_set, tmp_path
-):
-    images = mnist_test_set[0][:16]
-    images_file = tmp_path / "images.npy"
-    np.save(images_file, images)
-    version_dir = newest_version_dir(exported_model_dir)
-
-    script = f"MODEL_DIR = {str(exported_model_dir)!r}\nIMAGES_FILE = {str(images_file)!r}\n"
-    first_line, digits_line = run_python(script + GEVENT_PREDICT_SCRIPT, timeout=180).splitlines()
-
-    ticks_during_call, large_batch_correct = map(int, first_line.split())
-    _, expected_digits = reference_outputs(version_dir, images)
-    assert [int(d) for d in digits_line.split()] == expected_digits.tolist()
-    assert large_batch_correct == 1
-    # Inline, the event loop would stop for the whole call: no tick at all. Off the loop,
-    # the ticker runs every 5 ms while the batch computes.
-    assert ticks_during_call >= 10

@@ -44,8 +44,11 @@ CASSANDRA_MAIN_CLASS = b"org.apache.cassandra.service.CassandraDaemon"
 WARMUP_SECONDS = 5
 # Before the first measurement: a freshly started Cassandra JVM spends a core on JIT
 # compilation for its first minute or so of load (measured here with perf: about 0.3 of a
-# core in its C2 compiler threads at first, almost nothing once warm).
-FIRST_WARMUP_SECONDS = 45
+# core in its C2 compiler threads at first, almost nothing once warm). Its C2 threads still
+# took 0.24 and 0.13 of a core in the third and fourth 10 s of load, and with a 45 s warm-up the
+# first round on a fresh node was the slowest of three (695 req/s, p99 135 ms; then 816
+# and 787 req/s at 84 and 88 ms).
+FIRST_WARMUP_SECONDS = 90
 
 
 def parse_args() -> argparse.Namespace:

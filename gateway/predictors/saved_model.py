@@ -183,6 +183,12 @@ class SavedModelPredictor:
         return f"no model version in MODEL_DIR ({self._model_dir})"
 
     def _watch(self, stop: threading.Event) -> None:
+        # Imported here, on the thread this watcher runs on, before any load runs off the
+        # event loop: under gevent, TensorFlow's first import fails on a native thread
+        # (h5py asks platform.processor(), which starts a subprocess, and gevent watches
+        # child processes only from the main thread's loop).
+        import tensorflow  # noqa: F401
+
         if self._threads is not None:
             limit_tensorflow_threads(self._threads)
         self._refresh()

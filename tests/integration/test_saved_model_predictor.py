@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from tests.integration.model_helpers import (
     reference_outputs,
     wait_until,
 )
+from tests.support.python import run_python
 
 POLL_SECONDS = 0.1
 
@@ -184,3 +186,44 @@ def test_make_predictor_batches_concurrent_callers_over_the_in_process_model(
         predictor.close()
 
     assert [results[i] for i in range(len(images))] == expected_digits.tolist()
+
+
+# Run in a fresh interpreter: monkey-patching is process-wide and cannot be undone, and
+# TensorFlow must not be imported yet.
+GEVENT_FIRST_LOAD_SCRIPT = textwrap.dedent(
+    """
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from gateway.predictors.saved_model import SavedModelPredictor
+
+    assert "tensorflow" not in sys.modules
+    # threads=None: TensorFlow's thread pools are left alone, so nothing imports it first.
+    predictor = SavedModelPredictor(Path(MODEL_DIR), model_name="mnist", poll_seconds=60)
+    print(*(p.digit for p in predictor.predict(np.load(IMAGES_FILE))))
+    predictor.close()
+    """
+)
+
+
+def test_under_gevent_the_first_model_load_imports_tensorflow_safely(
+    exported_model_dir, mnist_test_set, tmp_path
+):
+    # The load runs on a native thread (off the event loop). TensorFlow's first import
+    # there failed: h5py asks platform.processor(), which starts a subprocess, and gevent
+    # watches child processes only from the main thread's loop.
+    images = mnist_test_set[0][:8]
+    images_file = tmp_path / "images.npy"
+    np.save(images_file, images)
+    header = f"MODEL_DIR = {str(exported_model_dir)!r}\nIMAGES_FILE = {str(images_file)!r}\n"
+
+    digits = run_python(header + GEVENT_FIRST_LOAD_SCRIPT, timeout=180).split()
+
+    _, expected = reference_outputs(newest_version_dir(exported_model_dir), images)
+    assert [int(d) for d in digits] == expected.tolist()

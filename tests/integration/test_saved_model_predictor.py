@@ -215,9 +215,8 @@ GEVENT_FIRST_LOAD_SCRIPT = textwrap.dedent(
 def test_under_gevent_the_first_model_load_imports_tensorflow_safely(
     exported_model_dir, mnist_test_set, tmp_path
 ):
-    # The load runs on a native thread (off the event loop). TensorFlow's first import
-    # there failed: h5py asks platform.processor(), which starts a subprocess, and gevent
-    # watches child processes only from the main thread's loop.
+    # The load runs on a native thread, where TensorFlow's first import used to fail (the
+    # reason is at SavedModelPredictor._watch, which now imports it first).
     images = mnist_test_set[0][:8]
     images_file = tmp_path / "images.npy"
     np.save(images_file, images)

@@ -2,7 +2,7 @@
 
 Runs the in-process predictor on a model base directory (``--model-dir``, e.g. what
 ``make run`` trains) from N threads, each predicting one real MNIST test image per call
-in a closed loop, as gunicorn's gthread workers do. Prints calls/s and latency
+in a closed loop, as a gunicorn worker's concurrent requests do. Prints calls/s and latency
 percentiles for the bare predictor and for the micro-batcher with several windows.
 
     .venv/bin/python bench/batching_bench.py --model-dir .cache/models/mnist

@@ -1,7 +1,8 @@
 """Prometheus metrics, one registry per app so that several apps (tests) never collide.
 
 With several gunicorn workers each process keeps its own counters; the chart runs one
-worker per pod with threads and scales pods instead, so a scrape sees the whole pod.
+worker per pod (its requests are greenlets) and scales pods instead, so a scrape sees
+the whole pod.
 """
 
 from __future__ import annotations

@@ -30,11 +30,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from gateway import gunicorn_conf
 from gateway.predictors.saved_model import available_versions
-from tests.support.http import free_port
+from tests.support.http import free_port, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOADGEN_SOURCE = REPO_ROOT / "bench" / "loadgen"
@@ -169,26 +167,12 @@ def gateway_server(args: argparse.Namespace, keyspace: str):
     process = subprocess.Popen(command, env=env, cwd=REPO_ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, process)
+        # Every worker must have loaded the model: ask a few times to reach each.
+        wait_until_ready(url, timeout=180, process=process, answers=8)
         yield url + "/api/v1/predictions", process.pid
     finally:
         process.terminate()
         process.wait(timeout=60)
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"the gateway exited with {process.returncode} before it was ready")
-        try:
-            # Every worker must have loaded the model; ask a few times to reach each.
-            if all(requests.get(url + "/readyz", timeout=5).ok for _ in range(8)):
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(1)
-    sys.exit(f"the gateway was not ready within {timeout:.0f} s")
 
 
 def run_load(

@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from bench.gateway_bench import wait_ready
 from bench.naive import naive_preprocess
 from bench.uploads import (
     KINDS,
@@ -48,7 +47,7 @@ from gateway import errors
 from gateway.config import Config
 from gateway.predictors.saved_model import available_versions, load_version
 from gateway.preprocess import normalise_like_mnist, preprocess
-from tests.support.http import free_port
+from tests.support.http import free_port, wait_until_ready
 
 # What the bench counts for an upload the gateway refused.
 REJECTED = -1
@@ -152,7 +151,7 @@ def running_gateway(model_dir: Path) -> Iterator[str]:
             )
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(url, process)
+            wait_until_ready(url, timeout=180, process=process, answers=8)
             yield url
         except BaseException:
             sys.stderr.write(f"--- gateway log ---\n{log_path.read_text(errors='replace')}")

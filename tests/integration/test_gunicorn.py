@@ -21,7 +21,7 @@ import requests
 from gateway.gunicorn_conf import GUNICORN_CONFIG
 from tests.doubles.tf_serving import TFServingDouble
 from tests.integration.model_helpers import reference_outputs
-from tests.support.http import free_port
+from tests.support.http import free_port, wait_until_ready
 from tests.support.images import encode
 from tests.support.python import REPO_ROOT, run_python
 
@@ -47,7 +47,7 @@ def gunicorn(env: dict[str, str]) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(url, process)
+        wait_until_ready(url, process=process)
         yield url
     finally:
         process.terminate()
@@ -154,16 +154,3 @@ def test_loading_the_gunicorn_config_imports_nothing_gevent_must_patch_first():
         "'cassandra', 'tensorflow') if m in sys.modules and m not in before))"
     )
     assert run_python(script).strip() == "[]"
-
-
-def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[0]
-        try:
-            if requests.get(url + "/readyz", timeout=5).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"gunicorn was not ready within {timeout} s")

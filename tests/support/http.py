@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -34,10 +35,28 @@ def serve(app: Flask) -> Iterator[str]:
         server.server_close()
 
 
-def wait_until_ready(base_url: str, timeout: float = 120.0) -> None:
-    """Poll /readyz as Kubernetes would, until the model is loaded and the store answers."""
+def wait_until_ready(
+    base_url: str,
+    timeout: float = 120.0,
+    *,
+    process: subprocess.Popen | None = None,
+    answers: int = 1,
+) -> None:
+    """Poll /readyz as Kubernetes would, until the model is loaded and the store answers.
+
+    A refused connection or a slow answer counts as "not ready yet", as for a probe: the
+    first /readyz of a worker connects to the store and creates its schema, which takes
+    seconds on a busy machine. ``answers`` consecutive 200s are wanted (several, to reach
+    each worker of a server with many); ``process``, when given, must not exit meanwhile.
+    """
     deadline = time.monotonic() + timeout
-    while requests.get(base_url + "/readyz", timeout=10).status_code != 200:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{base_url} was not ready within {timeout:.0f} s")
-        time.sleep(0.2)
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before it was ready")
+        try:
+            if all(requests.get(base_url + "/readyz", timeout=5).ok for _ in range(answers)):
+                return
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{base_url} was not ready within {timeout:.0f} s")

@@ -70,7 +70,7 @@ manifests: helm ## Render k8s/ manifests from the Helm chart
 	$(PY) scripts/render_manifests.py
 
 .PHONY: bench
-bench: bench-train bench-preprocess bench-gateway ## Run every benchmark
+bench: bench-train bench-preprocess bench-model bench-gateway ## Run every benchmark
 
 .PHONY: bench-train
 bench-train: venv ## Train default and seed architectures on full MNIST; print accuracy and time
@@ -79,6 +79,10 @@ bench-train: venv ## Train default and seed architectures on full MNIST; print a
 .PHONY: bench-preprocess
 bench-preprocess: venv ## Accuracy of real-world-style uploads through HTTP: ours vs naive resize
 	$(PY) -m bench.preprocess_bench
+
+.PHONY: bench-model
+bench-model: venv ## CPU per model call by batch size: the in-process predictor vs the eager signature
+	$(PY) -m bench.model_call_bench
 
 .PHONY: bench-gateway
 bench-gateway: venv cassandra-up ## Gateway throughput/latency with Cassandra vs the 2019 per-request path

@@ -52,7 +52,10 @@ def wait_until_ready(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode} before it was ready")
+            output = process.communicate()[0] if process.stdout else ""
+            raise RuntimeError(
+                f"the server exited with {process.returncode} before it was ready\n{output}"
+            )
         try:
             if all(requests.get(base_url + "/readyz", timeout=5).ok for _ in range(answers)):
                 return

@@ -45,12 +45,12 @@ class Config:
     model_version: int | None = None
     serving_timeout_seconds: float = 5.0
     serving_retries: int = 2
-    # Micro-batching: concurrent requests share one model call. With no window, a batch is
-    # what queued while the previous call ran; a window waits that much longer for more.
-    # Measured with the in-process model and 2 gevent workers, five pairs of 25 s runs:
-    # p99 was lower without a window in four of them (e.g. 71 against 90 ms).
+    # Micro-batching: concurrent requests share one model call. A batch is what queued
+    # while the previous call ran; once two or more requests are queued together, it waits
+    # up to the window for more (a lone request never waits). See store_writers for the
+    # measurement behind this default.
     batch_max_size: int = 64
-    batch_window_ms: float = 0.0
+    batch_window_ms: float = 2.0
     # Cassandra: when hosts are set, results are stored there instead of SQLite.
     cassandra_hosts: tuple[str, ...] = ()
     cassandra_port: int = 9042
@@ -68,8 +68,16 @@ class Config:
     cassandra_request_timeout_seconds: float = 5.0
     # Group commit: the records of concurrent requests are written together, up to this many.
     store_batch_max_records: int = 256
-    # Store writes in flight at once, per worker process.
-    store_writers: int = 2
+    # Store writes in flight at once, per worker process. One writer and a 2 ms model window
+    # make bigger batches, and on saturated cores bigger batches are throughput: each model
+    # call and each Cassandra write costs CPU of its own. Measured in session 5 (the
+    # benchmark's single-image load, 2 gevent workers, 20 s runs alternated): 2 writers and
+    # no window 307-387 req/s (6 runs, median 355); 1 writer with a 2, 5 or 10 ms window
+    # 396-468 req/s (10 runs, median 413), with less CPU per request in every run (gateway
+    # 3.2-3.8 ms against 4.0-4.5, Cassandra 0.76-0.89 against 0.83-1.82). Either change
+    # alone was not consistently better. (In session 3, on a faster machine and with 2
+    # writers, a 2 ms window had not helped.)
+    store_writers: int = 1
     # Embedded store, used when cassandra_hosts is empty.
     sqlite_path: Path = Path(".cache/predictions.sqlite3")
     # Upload limits.

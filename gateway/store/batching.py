@@ -27,10 +27,8 @@ class BatchingStore:
 
     ``writers`` writes may be in flight at once. A write waits for the network and for
     Cassandra's commit-log sync, so one writer caps a worker process at one batch per
-    round trip; many writers split the queue into small batches, and Cassandra's CPU goes
-    per write. Measured with 3 gevent workers on this machine's two cores (single-image
-    uploads, 20 s each): 1 writer 709 req/s, 2 writers 673 and 792, 4 writers 699,
-    8 writers 580.
+    round trip; more writers split the queue into smaller batches, and Cassandra's CPU goes
+    per write (the default and its measurement: ``Config.store_writers``).
     """
 
     def __init__(

@@ -73,7 +73,7 @@ class Config:
     # call and each Cassandra write costs CPU of its own. Measured in session 5 (the
     # benchmark's single-image load, 2 gevent workers, 20 s runs alternated): 2 writers and
     # no window 307-387 req/s (6 runs, median 355); 1 writer with a 2, 5 or 10 ms window
-    # 396-468 req/s (10 runs, median 413), with less CPU per request in every run (gateway
+    # 396-468 req/s (11 runs, median 416), with less CPU per request in every run (gateway
     # 3.2-3.8 ms against 4.0-4.5, Cassandra 0.76-0.89 against 0.83-1.82). Either change
     # alone was not consistently better. (In session 3, on a faster machine and with 2
     # writers, a 2 ms window had not helped.)

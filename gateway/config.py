@@ -76,7 +76,8 @@ class Config:
     # 396-468 req/s (11 runs, median 416), with less CPU per request in every run (gateway
     # 3.2-3.8 ms against 4.0-4.5, Cassandra 0.76-0.89 against 0.83-1.82). Either change
     # alone was not consistently better. (In session 3, on a faster machine and with 2
-    # writers, a 2 ms window had not helped.)
+    # writers, a 2 ms window had not helped; and one make bench-gateway run of session 5
+    # did not show the gain: see the README.)
     store_writers: int = 1
     # Embedded store, used when cassandra_hosts is empty.
     sqlite_path: Path = Path(".cache/predictions.sqlite3")

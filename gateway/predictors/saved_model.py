@@ -77,7 +77,7 @@ class LoadedVersion:
                 f"input {INPUT_NAME!r} must have shape {self.input_shape}, got {images.shape}"
             )
         probabilities, digits = self.run(np.asarray(images, dtype=np.float32))
-        return probabilities, digits
+        return probabilities, digits  # the callable returns a list
 
 
 def load_version(model_dir: Path, version: int, *, threads: int | None = None) -> LoadedVersion:
@@ -101,9 +101,10 @@ def load_version(model_dir: Path, version: int, *, threads: int | None = None) -
     saved_model = tf.saved_model.load(str(model_dir / str(version)))
     signature = saved_model.signatures[SIGNATURE_NAME]
     frozen = convert_variables_to_constants_v2(signature)
+    input_names = [tensor.name.split(":")[0] for tensor in frozen.inputs]
+    if input_names != [INPUT_NAME]:
+        raise ValueError(f"the signature must take one input {INPUT_NAME!r}, not {input_names}")
     input_tensor = frozen.inputs[0]
-    if len(frozen.inputs) != 1 or input_tensor.name.split(":")[0] != INPUT_NAME:
-        raise ValueError(f"the signature must take one input {INPUT_NAME!r}: {frozen.inputs}")
     outputs = tf.nest.pack_sequence_as(signature.structured_outputs, frozen.outputs)
     graph = tf.Graph()
     with graph.as_default():

@@ -91,6 +91,7 @@ def load_version(model_dir: Path, version: int, *, threads: int | None = None) -
     the CPU this saves per call against calling the signature eagerly.
     """
     import tensorflow as tf
+    from tensorflow.core.protobuf import config_pb2
 
     # No public API freezes a TF2 function; this is the one the TFLite converter uses.
     from tensorflow.python.framework.convert_to_constants import (
@@ -114,10 +115,16 @@ def load_version(model_dir: Path, version: int, *, threads: int | None = None) -
         config.intra_op_parallelism_threads = threads
         config.inter_op_parallelism_threads = threads
     session = tf.compat.v1.Session(graph=graph, config=config)
-    run = session.make_callable(
-        [outputs[OUTPUT_PROBABILITIES].name, outputs[OUTPUT_DIGIT].name],
-        feed_list=[input_tensor.name],
+    # A callable made from CallableOptions runs the session with the arrays as they are.
+    # The public make_callable() goes through Session.run() for every call when it has
+    # feeds (its fetch handler and feed conversion): 0.2 ms more per call here, on one
+    # thread (0.54-0.60 against 0.34-0.40 ms for one image). Keras's TF1 backend makes
+    # its callables the same way.
+    options = config_pb2.CallableOptions(
+        feed=[input_tensor.name],
+        fetch=[outputs[OUTPUT_PROBABILITIES].name, outputs[OUTPUT_DIGIT].name],
     )
+    run = session._make_callable_from_options(options)
     loaded = LoadedVersion(version, session, input_tensor.shape, run)
     # The warm-up call also moves the first call's graph set-up off the request path.
     probabilities, digits = loaded(np.zeros((1, 28, 28, 1), np.float32))

@@ -14,7 +14,8 @@ here; the chart sets the number of workers and the timeouts that way. gunicorn b
 # (perf), and the two cores went to the hand-offs. Measured with the benchmark's load on
 # this machine (2 cores, Cassandra included, 20 s runs): 3 gthread workers x 16 threads
 # served 579 single-image req/s at p99 123 ms; 2 gevent workers, 825 req/s at p99 90 ms.
-worker_class = "gevent"
+# gateway.gunicorn_worker adds an even spread of keep-alive connections across the workers.
+worker_class = "gateway.gunicorn_worker.BalancedGeventWorker"
 
 # Concurrent connections per worker process (greenlets are cheap; the micro-batcher and
 # the group commit turn many waiting requests into few model calls and writes).

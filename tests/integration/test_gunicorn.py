@@ -1,12 +1,15 @@
 """The production entry point: gunicorn builds the app from the environment alone; its
 gevent workers switch to a new model version while they serve, store every prediction
-in the real Cassandra node through the driver's gevent connections, and ask TF Serving
-(the test double, serving the real model) over REST."""
+in the real Cassandra node through the driver's gevent connections, ask TF Serving
+(the test double, serving the real model) over REST, and spread keep-alive connections
+evenly between them."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,9 +30,9 @@ from tests.support.python import REPO_ROOT, run_python
 
 
 @contextmanager
-def gunicorn(env: dict[str, str]) -> Iterator[str]:
-    """gunicorn with the gateway's config and two workers; yields the base URL. Once it
-    has stopped, checks what it printed."""
+def gunicorn(env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """gunicorn with the gateway's config and two workers; yields the base URL and the
+    master's pid. Once it has stopped, checks what it printed."""
     port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("gunicorn")), "--config", GUNICORN_CONFIG,
@@ -48,12 +51,12 @@ def gunicorn(env: dict[str, str]) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, process=process)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         output = process.communicate(timeout=30)[0]
     assert "Booting worker" in output
-    assert "Using worker: gevent" in output
+    assert "Using worker: gateway.gunicorn_worker.BalancedGeventWorker" in output
     # Patched before anything created a lock or a socket (see gateway/__init__.py).
     assert "MonkeyPatchWarning" not in output
 
@@ -78,7 +81,7 @@ def test_gunicorn_serves_the_app_and_swaps_the_model_while_serving(
         "SQLITE_PATH": str(tmp_path / "predictions.sqlite3"),
     }
     images, _ = mnist_test_set
-    with gunicorn(env) as url:
+    with gunicorn(env) as (url, _):
         # Several requests reach both workers; each opened its own store and model.
         versions = {
             predict(url, images[index], f"{index}.png")["model_version"] for index in range(6)
@@ -109,7 +112,7 @@ def test_gunicorn_stores_concurrent_predictions_in_cassandra(
     }
     images, _ = mnist_test_set
     try:
-        with gunicorn(env) as url, ThreadPoolExecutor(16) as clients:
+        with gunicorn(env) as (url, _), ThreadPoolExecutor(16) as clients:
             # Concurrent requests share model calls and Cassandra writes inside each worker.
             answers = list(
                 clients.map(lambda index: predict(url, images[index], f"{index}.png"), range(48))
@@ -129,7 +132,7 @@ def test_gunicorn_asks_tf_serving_over_rest(exported_model_dir, mnist_test_set, 
     _, expected_digits = reference_outputs(exported_model_dir / "1", images[:24])
     with TFServingDouble(exported_model_dir) as serving:
         env = {"SERVING_URL": serving.url, "SQLITE_PATH": str(tmp_path / "p.sqlite3")}
-        with gunicorn(env) as url, ThreadPoolExecutor(8) as clients:
+        with gunicorn(env) as (url, _), ThreadPoolExecutor(8) as clients:
             answers = list(
                 clients.map(lambda index: predict(url, images[index], f"{index}.png"), range(24))
             )
@@ -145,6 +148,117 @@ def test_gunicorn_asks_tf_serving_over_rest(exported_model_dir, mnist_test_set, 
             assert failed.status_code == 503
             assert failed.headers["Retry-After"]
             assert failed.json()["error"]["code"] == "model_unavailable"
+
+
+def test_gunicorn_workers_even_out_keep_alive_connections(exported_model_dir, tmp_path):
+    env = {"MODEL_DIR": str(exported_model_dir), "SQLITE_PATH": str(tmp_path / "p.sqlite3")}
+    clients = [KeepAliveClient() for _ in range(8)]
+    with gunicorn(env) as (url, master):
+        try:
+            port = int(url.rpartition(":")[2])
+            workers = _children(master)
+            stopped = workers[0]
+            # One worker cannot accept while the clients connect: all land on the other
+            # (which already begins to hand some back: the stopped one is alive, and idle).
+            os.kill(stopped, signal.SIGSTOP)
+            try:
+                for client in clients:
+                    assert client.get(port, "/healthz") == 200
+            finally:
+                os.kill(stopped, signal.SIGCONT)
+            connected = sum(client.connected for client in clients)
+            assert connected > len(clients) // 2 + 1
+            assert _connections(port, workers) == [0, connected]
+
+            # Requests go on over the same connections; the crowded worker closes some
+            # after answering, and their clients reconnect, until the split is even.
+            deadline = time.monotonic() + 60
+            split = [0, connected]
+            while time.monotonic() < deadline:
+                connects = sum(client.connects for client in clients)
+                assert all(client.get(port, "/healthz") == 200 for client in clients)
+                settled = all(client.connected for client in clients) and connects == sum(
+                    client.connects for client in clients
+                )
+                split = _connections(port, workers)
+                if settled and abs(split[0] - split[1]) <= 1:
+                    break
+            assert abs(split[0] - split[1]) <= 1, split
+            assert sum(split) == len(clients)
+            # Even now, no connection is closed any more, however long the clients go on.
+            connects = sum(client.connects for client in clients)
+            for _ in range(20):
+                assert all(client.get(port, "/healthz") == 200 for client in clients)
+            assert sum(client.connects for client in clients) == connects
+            assert _connections(port, workers) == split
+        finally:
+            # Before gunicorn stops: it waits for open connections to close.
+            for client in clients:
+                client.close()
+
+
+class KeepAliveClient:
+    """One HTTP/1.1 client that keeps its connection until the server closes it."""
+
+    def __init__(self) -> None:
+        self._connection: http.client.HTTPConnection | None = None
+        self.connects = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None
+
+    def get(self, port: int, path: str) -> int:
+        if self._connection is None:
+            self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            self._connection.connect()
+            self.connects += 1
+        self._connection.request("GET", path)
+        response = self._connection.getresponse()
+        response.read()
+        if response.will_close:
+            self.close()
+        return response.status
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rpartition(")")[2].split()[1])
+        except OSError:
+            continue  # gone meanwhile
+        if parent == pid:
+            children.append(int(stat.parent.name))
+    assert len(children) == 2, children
+    return sorted(children)
+
+
+def _connections(port: int, pids: list[int]) -> list[int]:
+    """How many established connections to ``port`` each process holds, from /proc."""
+    established = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rpartition(":")[2], 16)
+        if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
+            established.add(f"socket:[{fields[9]}]")
+    counts = []
+    for pid in pids:
+        fds = Path(f"/proc/{pid}/fd")
+        counts.append(sum(1 for fd in fds.iterdir() if _link(fd) in established))
+    return counts
+
+
+def _link(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""  # closed meanwhile
 
 
 def test_loading_the_gunicorn_config_imports_nothing_gevent_must_patch_first():

@@ -6,8 +6,8 @@ upstream pool, a load generator, a service calling the gateway) then stay where 
 landed: in the benchmark's 32 connections over 2 workers, splits from 16/16 to 6/26
 were seen, the split held for the whole run, and the crowded worker's clients waited
 the longest. Measured here (20 s rounds of 32 single-image clients, Cassandra storing
-every prediction): p99 190 and 199 ms in the rounds that happened to split 16/16, 203
-to 293 ms in the others.
+every prediction, gunicorn's own gevent worker): p99 187-199 ms in the three rounds that
+happened to split 16/16, 202-293 ms in the other twelve.
 
 So each worker counts its open connections in a table shared by the workers (anonymous
 shared memory set up in the master, before the fork). A worker holding two or more

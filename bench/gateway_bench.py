@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 from gateway import gunicorn_conf
 from gateway.predictors.saved_model import available_versions
 from tests.support.http import free_port, wait_until_ready
+from tests.support.procfs import children, processes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOADGEN_SOURCE = REPO_ROOT / "bench" / "loadgen"
@@ -244,20 +244,10 @@ class CpuMeter:
     cassandra_pid: int | None
 
     def read(self) -> CpuSeconds:
-        workers = [pid for pid, parent in _processes() if parent == self.gateway_pid]
+        workers = children(self.gateway_pid)
         gateway = sum(_cpu_seconds(pid) for pid in [self.gateway_pid, *workers])
         cassandra = _cpu_seconds(self.cassandra_pid) if self.cassandra_pid else 0.0
         return CpuSeconds(gateway, cassandra)
-
-
-def _processes() -> Iterator[tuple[int, int]]:
-    """(pid, parent pid) of every process."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue  # gone meanwhile
-        yield int(stat.parent.name), int(fields[1])
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -270,7 +260,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def cassandra_pid() -> int | None:
-    for pid, _ in _processes():
+    for pid, _ in processes():
         try:
             if CASSANDRA_MAIN_CLASS in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return pid

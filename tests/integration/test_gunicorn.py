@@ -26,6 +26,7 @@ from tests.doubles.tf_serving import TFServingDouble
 from tests.integration.model_helpers import reference_outputs
 from tests.support.http import free_port, wait_until_ready
 from tests.support.images import encode
+from tests.support.procfs import children
 from tests.support.python import REPO_ROOT, run_python
 
 
@@ -156,7 +157,8 @@ def test_gunicorn_workers_even_out_keep_alive_connections(exported_model_dir, tm
     with gunicorn(env) as (url, master):
         try:
             port = int(url.rpartition(":")[2])
-            workers = _children(master)
+            workers = children(master)
+            assert len(workers) == 2, workers
             stopped = workers[0]
             # One worker cannot accept while the clients connect: all land on the other
             # (which already begins to hand some back: the stopped one is alive, and idle).
@@ -224,19 +226,6 @@ class KeepAliveClient:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-
-
-def _children(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rpartition(")")[2].split()[1])
-        except OSError:
-            continue  # gone meanwhile
-        if parent == pid:
-            children.append(int(stat.parent.name))
-    assert len(children) == 2, children
-    return sorted(children)
 
 
 def _connections(port: int, pids: list[int]) -> list[int]:

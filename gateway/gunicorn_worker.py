@@ -10,12 +10,13 @@ every prediction, gunicorn's own gevent worker): p99 187-199 ms in the three rou
 happened to split 16/16, 202-293 ms in the other twelve.
 
 So each worker counts its open connections in a table shared by the workers (anonymous
-shared memory set up in the master, before the fork). A worker holding two or more
+shared memory set up in the master, before the fork). A worker holding at least two
 connections more than the least busy one closes the connection of the request it is
-serving once it has answered (``Connection: close``); the client reconnects, and the
-new connection lands on whichever worker accepts it. Only the crowded worker closes,
-one answered request at a time, so the split walks back to even within a few requests
-per connection and then stays there. With one worker nothing is counted.
+serving once it has answered (``Connection: close``), at most one per
+``CLOSE_INTERVAL_SECONDS``; the client reconnects, and the new connection lands on
+whichever worker accepts it. Only a crowded worker closes, so the split walks back to
+even and then stays there: under the benchmark's load it was 16/16 in every sample,
+from 2 s into a round on. With one worker nothing is counted.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from pathlib import Path
 from gateway import gunicorn_conf
 from gateway.predictors.saved_model import available_versions
 from tests.support.http import free_port, wait_until_ready
-from tests.support.procfs import children, processes
+from tests.support.procfs import children, cpu_seconds, processes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOADGEN_SOURCE = REPO_ROOT / "bench" / "loadgen"
@@ -245,18 +245,9 @@ class CpuMeter:
 
     def read(self) -> CpuSeconds:
         workers = children(self.gateway_pid)
-        gateway = sum(_cpu_seconds(pid) for pid in [self.gateway_pid, *workers])
-        cassandra = _cpu_seconds(self.cassandra_pid) if self.cassandra_pid else 0.0
+        gateway = sum(cpu_seconds(pid) for pid in [self.gateway_pid, *workers])
+        cassandra = cpu_seconds(self.cassandra_pid) if self.cassandra_pid else 0.0
         return CpuSeconds(gateway, cassandra)
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cassandra_pid() -> int | None:

@@ -26,7 +26,7 @@ from tests.doubles.tf_serving import TFServingDouble
 from tests.integration.model_helpers import reference_outputs
 from tests.support.http import free_port, wait_until_ready
 from tests.support.images import encode
-from tests.support.procfs import children
+from tests.support.procfs import children, established_connections
 from tests.support.python import REPO_ROOT, run_python
 
 
@@ -170,7 +170,7 @@ def test_gunicorn_workers_even_out_keep_alive_connections(exported_model_dir, tm
                 os.kill(stopped, signal.SIGCONT)
             connected = sum(client.connected for client in clients)
             assert connected > len(clients) // 2 + 1
-            assert _connections(port, workers) == [0, connected]
+            assert established_connections(port, workers) == [0, connected]
 
             # Requests go on over the same connections; the crowded worker closes some
             # after answering, and their clients reconnect, until the split is even.
@@ -182,7 +182,7 @@ def test_gunicorn_workers_even_out_keep_alive_connections(exported_model_dir, tm
                 settled = all(client.connected for client in clients) and connects == sum(
                     client.connects for client in clients
                 )
-                split = _connections(port, workers)
+                split = established_connections(port, workers)
                 if settled and abs(split[0] - split[1]) <= 1:
                     break
             assert abs(split[0] - split[1]) <= 1, split
@@ -192,7 +192,7 @@ def test_gunicorn_workers_even_out_keep_alive_connections(exported_model_dir, tm
             for _ in range(20):
                 assert all(client.get(port, "/healthz") == 200 for client in clients)
             assert sum(client.connects for client in clients) == connects
-            assert _connections(port, workers) == split
+            assert established_connections(port, workers) == split
         finally:
             # Before gunicorn stops: it waits for open connections to close.
             for client in clients:
@@ -226,28 +226,6 @@ class KeepAliveClient:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-
-
-def _connections(port: int, pids: list[int]) -> list[int]:
-    """How many established connections to ``port`` each process holds, from /proc."""
-    established = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local_port = int(fields[1].rpartition(":")[2], 16)
-        if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
-            established.add(f"socket:[{fields[9]}]")
-    counts = []
-    for pid in pids:
-        fds = Path(f"/proc/{pid}/fd")
-        counts.append(sum(1 for fd in fds.iterdir() if _link(fd) in established))
-    return counts
-
-
-def _link(path: Path) -> str:
-    try:
-        return os.readlink(path)
-    except OSError:
-        return ""  # closed meanwhile
 
 
 def test_loading_the_gunicorn_config_imports_nothing_gevent_must_patch_first():

@@ -2,11 +2,16 @@
 
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.services import close_services
 
 
 def main() -> None:
     config = Config.from_env()
-    create_app(config).run(host="127.0.0.1", port=config.port, threaded=True)
+    app = create_app(config)
+    try:
+        app.run(host="127.0.0.1", port=config.port, threaded=True)
+    finally:
+        close_services(app)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,15 @@ worker_class = "gateway.gunicorn_worker.BalancedGeventWorker"
 # the group commit turn many waiting requests into few model calls and writes).
 worker_connections = 256
 
+
+def worker_exit(server, worker) -> None:
+    """After a worker has finished its requests: close its store and model cleanly."""
+    from gateway.services import close_services  # the app's modules, not the master's
+
+    close_services(worker.wsgi)
+    server.log.info("Worker %s closed its store and model", worker.pid)
+
+
 # What to pass to gunicorn's --config to load this module (gunicorn ignores names it does
 # not know, such as this one).
 GUNICORN_CONFIG = f"python:{__name__}"

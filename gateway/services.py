@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import Flask, current_app
 
 from gateway.config import Config
 from gateway.metrics import GatewayMetrics
@@ -35,6 +35,21 @@ class Services:
             metrics=metrics,
         )
 
+    def close(self) -> None:
+        """Stop this process's background threads and close its connections."""
+        self.store.close()
+        self.predictor.close()
+
 
 def services() -> Services:
     return current_app.extensions[EXTENSION_KEY]
+
+
+def close_services(app: Flask) -> None:
+    """Close what ``app`` opened in this process, when the process is done serving.
+
+    Called as a gunicorn worker exits (``gateway.gunicorn_conf.worker_exit``). Left to
+    the interpreter's exit instead, the Cassandra driver's scheduler thread can outlive
+    its thread pool, which the interpreter shuts down first, and print a traceback.
+    """
+    app.extensions[EXTENSION_KEY].close()

@@ -18,6 +18,7 @@ from cassandra.cluster import Session
 
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.store import cassandra_store
 from gateway.store.cassandra_store import build_cluster
 from tests.integration.cassandra_helpers import run_node_script
 from tests.support.http import serve
@@ -122,3 +123,28 @@ def wait_for_status(call, status: int, timeout: float) -> requests.Response:
         time.sleep(2)
         response = call()
     return response
+
+
+def test_closing_the_services_shuts_down_every_cassandra_cluster_they_built(
+    exported_model_dir, mnist_test_set, cassandra_node, keyspace, monkeypatch
+):
+    # A spy on the store's cluster factory: it records what it builds, and builds it.
+    built = []
+
+    def recording_build_cluster(config):
+        built.append(build_cluster(config))
+        return built[-1]
+
+    monkeypatch.setattr(cassandra_store, "build_cluster", recording_build_cluster)
+    config = Config(
+        model_dir=exported_model_dir,
+        cassandra_hosts=(cassandra_node,),
+        cassandra_keyspace=keyspace,
+    )
+    app = create_app(config)
+    images, _ = mnist_test_set
+    with serve(app) as url:
+        assert post_digit(url, images[20]).status_code == 201
+        assert built and not any(cluster.is_shutdown for cluster in built)
+    # serve() closed the app's services, as a gunicorn worker does when it exits.
+    assert all(cluster.is_shutdown for cluster in built)

@@ -60,6 +60,10 @@ def gunicorn(env: dict[str, str]) -> Iterator[tuple[str, int]]:
     assert "Using worker: gateway.gunicorn_worker.BalancedGeventWorker" in output
     # Patched before anything created a lock or a socket (see gateway/__init__.py).
     assert "MonkeyPatchWarning" not in output
+    # Each worker closed its store and model as it exited (gunicorn_conf.worker_exit),
+    # and nothing failed on the way out.
+    assert output.count("closed its store and model") == 2, output
+    assert "Traceback" not in output, output
 
 
 def predict(url: str, image, name: str) -> dict:

@@ -13,6 +13,8 @@ import requests
 from flask import Flask
 from werkzeug.serving import make_server
 
+from gateway.services import close_services
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now, for a server in a subprocess."""
@@ -23,7 +25,10 @@ def free_port() -> int:
 
 @contextmanager
 def serve(app: Flask) -> Iterator[str]:
-    """Run ``app`` on an ephemeral port in a thread; yields its base URL."""
+    """Run the gateway ``app`` on an ephemeral port in a thread; yields its base URL.
+
+    Afterwards its services are closed, as a gunicorn worker closes them when it exits.
+    """
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -33,6 +38,7 @@ def serve(app: Flask) -> Iterator[str]:
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
+        close_services(app)
 
 
 def wait_until_ready(

@@ -25,5 +25,6 @@ def make_store(config: Config, metrics: GatewayMetrics | None = None) -> Store:
         inner,
         max_records=config.store_batch_max_records,
         writers=config.store_writers,
+        window_seconds=config.store_window_ms / 1000,
         observe_size=metrics.store_batch_records.observe if metrics else lambda records: None,
     )

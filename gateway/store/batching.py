@@ -28,7 +28,10 @@ class BatchingStore:
     ``writers`` writes may be in flight at once. A write waits for the network and for
     Cassandra's commit-log sync, so one writer caps a worker process at one batch per
     round trip; more writers split the queue into smaller batches, and Cassandra's CPU goes
-    per write (the default and its measurement: ``Config.store_writers``).
+    per write (the default and its measurement: ``Config.store_writers``). Records queued
+    while a write runs join the next one; once two or more callers are queued together,
+    the write also waits up to ``window_seconds`` (counted from the first one's arrival)
+    for more (``Config.store_window_ms``). A lone caller never waits.
     """
 
     def __init__(
@@ -37,6 +40,7 @@ class BatchingStore:
         *,
         max_records: int,
         writers: int = 1,
+        window_seconds: float = 0.0,
         observe_size: Callable[[int], None] = lambda records: None,
     ) -> None:
         self._inner = inner
@@ -44,8 +48,7 @@ class BatchingStore:
             "store-batcher",
             self._save_together,
             max_size=max_records,
-            # Opportunistic only: while one write runs, the next ones queue up anyway.
-            window_seconds=0.0,
+            window_seconds=window_seconds,
             closed_error=lambda: errors.StoreUnavailable("the store is shutting down"),
             # One day is one Cassandra partition: a single-partition batch is applied as
             # one mutation, without the batch log and its size limits.

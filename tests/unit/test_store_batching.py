@@ -60,8 +60,18 @@ def records_of(caller: int, count: int = 1, day: datetime = NOON) -> list[Predic
 def make_store() -> Iterator[Callable[..., BatchingStore]]:
     stores: list[BatchingStore] = []
 
-    def make(inner: RecordingFakeStore, max_records: int = 256, writers: int = 1) -> BatchingStore:
-        store = BatchingStore(inner, max_records=max_records, writers=writers)  # type: ignore[arg-type]
+    def make(
+        inner: RecordingFakeStore,
+        max_records: int = 256,
+        writers: int = 1,
+        window_seconds: float = 0.0,
+    ) -> BatchingStore:
+        store = BatchingStore(
+            inner,  # type: ignore[arg-type]
+            max_records=max_records,
+            writers=writers,
+            window_seconds=window_seconds,
+        )
         stores.append(store)
         return store
 
@@ -205,3 +215,30 @@ def test_several_writers_keep_writes_in_flight_together(make_store):
     assert outcomes == [None] * 24
     assert len(inner.saved) == 24
     assert 1 < inner.most_in_flight <= 4
+
+
+def test_the_window_keeps_a_write_open_for_callers_that_arrive_after_it_formed(make_store):
+    # Callers 20 ms apart, 50 ms writes: without a window the callers queued during one
+    # write form the next (four writes, such as 1, 4, 2 and 1 records). Once two are
+    # queued together, the window (from the first one's arrival) gathers the later ones.
+    inner = RecordingFakeStore(seconds_per_call=0.05)
+    store = make_store(inner, window_seconds=0.4)
+
+    def save_after_a_pause(caller: int) -> None:
+        time.sleep(0.02 * caller)
+        store.save_many(records_of(caller))
+
+    assert run_concurrently(8, save_after_a_pause) == [None] * 8
+    assert sum(inner.calls) == 8
+    assert len(inner.calls) <= 2, inner.calls  # the first caller, alone, does not wait
+
+
+def test_a_lone_caller_does_not_wait_for_the_store_window(make_store):
+    window = 0.5
+    store = make_store(RecordingFakeStore(), window_seconds=window)
+    run_concurrently(8, lambda caller: store.save_many(records_of(caller)))
+
+    for caller in range(8, 13):
+        started = time.perf_counter()
+        store.save_many(records_of(caller))
+        assert time.perf_counter() - started < window / 5

@@ -73,11 +73,11 @@ manifests: helm ## Render k8s/ manifests from the Helm chart
 bench: bench-train bench-preprocess bench-model bench-gateway ## Run every benchmark
 
 .PHONY: bench-train
-bench-train: venv ## Train default and seed architectures on full MNIST; print accuracy and time
+bench-train: venv ## Train default and seed architectures on full MNIST; print accuracy and time; export the default
 	$(PY) -m bench.train_bench
 
 .PHONY: bench-preprocess
-bench-preprocess: venv ## Accuracy of real-world-style uploads through HTTP: ours vs naive resize
+bench-preprocess: venv ## Accuracy of real-world-style uploads through HTTP, ours vs naive resize (trains the shipped model first if none)
 	$(PY) -m bench.preprocess_bench
 
 .PHONY: bench-model

@@ -29,12 +29,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.models import REPO_ROOT, SPEED_MODEL_DIR, SPEED_TRAINING_ARGS, ensure_model
 from gateway import gunicorn_conf
-from gateway.predictors.saved_model import available_versions
 from tests.support.http import free_port, wait_until_ready
 from tests.support.procfs import children, cpu_seconds, processes
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 LOADGEN_SOURCE = REPO_ROOT / "bench" / "loadgen"
 RESULTS = REPO_ROOT / ".cache" / "bench" / "gateway.json"
 NODE = "127.0.0.1"
@@ -51,7 +50,7 @@ FIRST_WARMUP_SECONDS = 90
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / ".cache/models/mnist")
+    parser.add_argument("--model-dir", type=Path, default=SPEED_MODEL_DIR)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
     parser.add_argument(
@@ -66,7 +65,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    ensure_model(args.model_dir)
+    ensure_model(args.model_dir, SPEED_TRAINING_ARGS, "one for the benchmark")
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     try:
         images_dir = write_test_digits(work / "digits", count=512)
@@ -116,16 +115,6 @@ def main() -> None:
     print_report(report, args)
     if stored != acknowledged:
         sys.exit(f"FAIL: {acknowledged} predictions acknowledged but {stored} rows stored")
-
-
-def ensure_model(model_dir: Path) -> None:
-    if available_versions(model_dir):
-        return
-    print(f"No model in {model_dir}: training one for the benchmark.", flush=True)
-    subprocess.run(
-        [sys.executable, "-m", "training", "--export-dir", str(model_dir), "--epochs", "1"],
-        check=True,
-    )
 
 
 def write_test_digits(directory: Path, count: int) -> Path:

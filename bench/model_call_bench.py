@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.gateway_bench import ensure_model
+from bench.models import SPEED_MODEL_DIR, SPEED_TRAINING_ARGS, ensure_model
 from gateway.predictors.base import INPUT_NAME, OUTPUT_DIGIT, OUTPUT_PROBABILITIES, SIGNATURE_NAME
 from gateway.predictors.saved_model import (
     available_versions,
@@ -29,7 +29,6 @@ from gateway.predictors.saved_model import (
     load_version,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BATCH_SIZES = (1, 2, 4, 8, 16, 64)
 # Enough calls per round that the process clock's resolution does not matter.
 IMAGES_PER_ROUND = 1024
@@ -39,7 +38,7 @@ Call = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / ".cache/models/mnist")
+    parser.add_argument("--model-dir", type=Path, default=SPEED_MODEL_DIR)
     parser.add_argument("--rounds", type=int, default=7)
     return parser.parse_args()
 
@@ -85,7 +84,7 @@ def compare(baseline: Call, candidate: Call, images: np.ndarray, rounds: int) ->
 
 def main() -> None:
     args = parse_args()
-    ensure_model(args.model_dir)
+    ensure_model(args.model_dir, SPEED_TRAINING_ARGS, "one for the benchmark")
     version = available_versions(args.model_dir)[-1]
     limit_tensorflow_threads(1)
     _keep, baseline = eager_signature(args.model_dir, version)

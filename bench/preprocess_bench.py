@@ -34,7 +34,12 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from bench.models import ACCURACY_MODEL_DIR, ACCURACY_TRAINING_ARGS, ensure_model
+from bench.models import (
+    ACCURACY_MODEL_DIR,
+    ACCURACY_MODEL_SEED,
+    ACCURACY_TRAINING_ARGS,
+    ensure_model,
+)
 from bench.naive import naive_preprocess
 from bench.uploads import (
     KINDS,
@@ -68,7 +73,7 @@ def parse_args() -> argparse.Namespace:
         default=ACCURACY_MODEL_DIR,
         help="model base dir with numbered SavedModel versions; the highest is used. "
         "When it holds none, the default CNN is trained into it as production trains it "
-        "(full MNIST, --seed 1; about 10 minutes on two cores)",
+        f"(full MNIST, --seed {ACCURACY_MODEL_SEED}; about 10 minutes on two cores)",
     )
     parser.add_argument("--per-kind", type=int, default=200, help="uploads of each kind")
     parser.add_argument("--seed", type=int, default=0)

@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 from bench.models import ACCURACY_MODEL_DIR, ACCURACY_MODEL_SEED
-from training.cli import WARMUP_EXAMPLES
 from training.data import load_mnist
-from training.export import export_version
+from training.export import export_trained
 from training.model import ARCHITECTURES, DEFAULT_ARCH
 from training.train import TrainedModel, make_reproducible, train
 
@@ -72,11 +71,11 @@ def main() -> None:
         rows.append((result, time.process_time() - cpu_started))
         print(f"{arch}: test accuracy {result.test_accuracy:.2%}", flush=True)
         if arch == DEFAULT_ARCH:
-            path = export_version(
-                result.model,
+            path = export_trained(
+                result,
                 args.export_dir,
-                metrics=result.metrics(mnist.checksums),
-                warmup_batch=mnist.test.images[:WARMUP_EXAMPLES],
+                data_checksums=mnist.checksums,
+                test_images=mnist.test.images,
             )
             print(f"exported {path}", flush=True)
     print(f"load average at end: {os.getloadavg()[0]:.1f}")

@@ -49,7 +49,7 @@ def exported_model_dir(tmp_path_factory: pytest.TempPathFactory, mnist_data_dir:
     import keras
 
     from training.data import load_mnist
-    from training.export import export_version
+    from training.export import export_trained
     from training.train import train
 
     mnist = load_mnist(mnist_data_dir)
@@ -63,10 +63,5 @@ def exported_model_dir(tmp_path_factory: pytest.TempPathFactory, mnist_data_dir:
         seed=FIXTURE_SEED,
     )
     base = tmp_path_factory.mktemp("models")
-    export_version(
-        trained.model,
-        base,
-        metrics=trained.metrics(mnist.checksums),
-        warmup_batch=mnist.test.images[:8],
-    )
+    export_trained(trained, base, data_checksums=mnist.checksums, test_images=mnist.test.images)
     return base

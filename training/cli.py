@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from training.data import DEFAULT_CACHE_DIR, DatasetError, Mnist, Split, load_mnist
-from training.export import export_version
+from training.export import export_trained
 from training.model import ARCHITECTURES, DEFAULT_ARCH
 from training.train import make_reproducible, train
 
@@ -24,7 +24,6 @@ EXIT_BELOW_MIN_ACCURACY = 3
 QUICK_TRAIN_EXAMPLES = 6_000
 QUICK_TEST_EXAMPLES = 1_000
 QUICK_EPOCHS = 3
-WARMUP_EXAMPLES = 8
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -134,11 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BELOW_MIN_ACCURACY
 
     log.info("exporting to %s", args.export_dir)
-    path = export_version(
-        trained.model,
-        args.export_dir,
-        metrics=trained.metrics(mnist.checksums),
-        warmup_batch=test_split.images[:WARMUP_EXAMPLES],
+    path = export_trained(
+        trained, args.export_dir, data_checksums=mnist.checksums, test_images=test_split.images
     )
     print(f"exported {path} (test accuracy {trained.test_accuracy:.4f})")
     return 0

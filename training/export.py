@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -29,6 +29,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from training.model import INPUT_SHAPE
+
+if TYPE_CHECKING:
+    from training.train import TrainedModel
 
 # The serving contract. These mirror gateway/predictors/base.py, which training must not
 # import (the training image has no gateway); tests assert the two stay equal.
@@ -40,6 +43,27 @@ OUTPUT_DIGIT = "digit"
 METRICS_FILE = "metrics.json"
 WARMUP_FILE = Path("assets.extra", "tf_serving_warmup_requests")
 STAGING_PREFIX = ".tmp-"
+
+
+# Test images a training run's export replays as its warm-up requests.
+WARMUP_EXAMPLES = 8
+
+
+def export_trained(
+    trained: TrainedModel,
+    base_dir: Path,
+    *,
+    data_checksums: Mapping[str, str],
+    test_images: np.ndarray,
+) -> Path:
+    """Export a training run as the next version of ``base_dir``: its model, its metrics,
+    and warm-up requests built from the first of the images it was tested on."""
+    return export_version(
+        trained.model,
+        base_dir,
+        metrics=trained.metrics(data_checksums),
+        warmup_batch=test_images[:WARMUP_EXAMPLES],
+    )
 
 
 def export_version(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.models import SPEED_MODEL_DIR
 from gateway.predictors.base import Predictor
 from gateway.predictors.batching import MicroBatcher
 from gateway.predictors.saved_model import SavedModelPredictor
@@ -52,7 +53,7 @@ def closed_loop(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-dir", type=Path, default=Path(".cache/models/mnist"))
+    parser.add_argument("--model-dir", type=Path, default=SPEED_MODEL_DIR)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--windows-ms", type=float, nargs="+", default=[0.0, 2.0, 5.0])

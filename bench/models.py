@@ -2,9 +2,10 @@
 
 Two kinds of benchmark need two kinds of model:
 
-- speed (``bench.gateway_bench``, ``bench.model_call_bench``): CPU per request and per
-  model call depend on the architecture only, so any model of the default one will do;
-  one epoch is trained into ``SPEED_MODEL_DIR`` when it holds none;
+- speed (``bench.gateway_bench``, ``bench.model_call_bench``, ``bench.batching_bench``):
+  CPU per request and per model call depend on the architecture only, so any model of
+  the default one in ``SPEED_MODEL_DIR`` will do; the first two train one epoch there
+  when it holds none;
 - accuracy (``bench.preprocess_bench``): the figure is only worth reporting for the model
   production would ship, the default CNN trained as ``python -m training`` trains it (full
   MNIST, the architecture's own epochs), seeded so that a rerun gives the same model.

@@ -5,12 +5,10 @@ SHELL := /bin/bash
 PYTHON_BASE ?= python3
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
-# Caches shared by every checkout on this machine (jars, the Helm binary).
+# Caches shared by every checkout of a machine (jars, Helm, Go-built binaries, image bases).
 CACHE_DIR   ?= $(HOME)/.cache/mnist-serving
 # Per-checkout state (Cassandra data, the SQLite store, local models).
 STATE_DIR   ?= .cache
-MODEL_DIR   ?= $(STATE_DIR)/models/mnist
-PORT        ?= 8080
 # The offline MNIST copy beside the repo, when there is one; otherwise training downloads.
 MNIST_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist/SHA256SUMS),$(abspath ../shared/data/mnist),)
 HELM_VERSION ?= v3.19.0
@@ -34,8 +32,8 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Create .venv with every extra installed (gateway, model, train, dev)
 
 .PHONY: run
-run: venv ## Serve the gateway on this machine (in-process model, SQLite); trains a quick model first if none
-	MODEL_DIR=$(MODEL_DIR) PORT=$(PORT) $(PY) scripts/run_local.py
+run: venv ## Serve the gateway locally (in-process model, SQLite); trains a quick model first if none
+	$(PY) scripts/run_local.py
 
 .PHONY: lint
 lint: venv ## ruff check and format check

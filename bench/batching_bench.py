@@ -11,7 +11,6 @@ percentiles for the bare predictor and for the micro-batcher with several window
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from bench.models import SPEED_MODEL_DIR
 from gateway.predictors.base import Predictor
 from gateway.predictors.batching import MicroBatcher
 from gateway.predictors.saved_model import SavedModelPredictor
-from training.data import TEST_IMAGES, TEST_LABELS, load_split
+from training.data import TEST_IMAGES, TEST_LABELS, default_data_dir, load_split
 
 
 def closed_loop(
@@ -59,7 +58,7 @@ def main() -> None:
     parser.add_argument("--windows-ms", type=float, nargs="+", default=[0.0, 2.0, 5.0])
     args = parser.parse_args()
 
-    images = load_split(TEST_IMAGES, TEST_LABELS, Path(os.environ["MNIST_DATA_DIR"])).images[:512]
+    images = load_split(TEST_IMAGES, TEST_LABELS, default_data_dir()).images[:512]
     model = SavedModelPredictor(args.model_dir, model_name="mnist", poll_seconds=3600)
     if not model.status().ready:
         raise SystemExit(model.status().detail)

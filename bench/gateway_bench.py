@@ -1,6 +1,6 @@
 """`make bench-gateway`: gateway throughput and latency, every prediction written to Cassandra.
 
-In one run it measures, on this machine:
+In one run it measures, on the machine it runs on:
 1. single-image uploads at a fixed concurrency (req/s, p50/p99 latency);
 2. batch uploads (images/s);
 3. the 2019 per-request path: rebuild the graph and restore the checkpoint for every
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.models import REPO_ROOT, SPEED_MODEL_DIR, SPEED_TRAINING_ARGS, ensure_model
-from gateway import gunicorn_conf
+from gateway.server import gunicorn_conf
 from tests.support.http import free_port, wait_until_ready
 from tests.support.procfs import children, cpu_seconds, processes
 
@@ -39,12 +39,9 @@ RESULTS = REPO_ROOT / ".cache" / "bench" / "gateway.json"
 NODE = "127.0.0.1"
 CASSANDRA_MAIN_CLASS = b"org.apache.cassandra.service.CassandraDaemon"
 WARMUP_SECONDS = 5
-# Before the first measurement: a freshly started Cassandra JVM spends a core on JIT
-# compilation for its first minute or so of load (measured here with perf: about 0.3 of a
-# core in its C2 compiler threads at first, almost nothing once warm). Its C2 threads still
-# took 0.24 and 0.13 of a core in the third and fourth 10 s of load, and with a 45 s warm-up the
-# first round on a fresh node was the slowest of three (695 req/s, p99 135 ms; then 816
-# and 787 req/s at 84 and 88 ms).
+# Before the first measurement: a freshly started Cassandra JVM spends up to a third of a
+# core on JIT compilation (its C2 threads, seen with perf) through its first minute or so
+# of load; with a 45 s warm-up the first round on a fresh node was still the slowest.
 FIRST_WARMUP_SECONDS = 90
 
 

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.models import SPEED_MODEL_DIR, SPEED_TRAINING_ARGS, ensure_model
-from gateway.predictors.base import INPUT_NAME, OUTPUT_DIGIT, OUTPUT_PROBABILITIES, SIGNATURE_NAME
 from gateway.predictors.saved_model import (
     available_versions,
     limit_tensorflow_threads,
     load_version,
 )
+from mnist_contract import INPUT_NAME, OUTPUT_DIGIT, OUTPUT_PROBABILITIES, SIGNATURE_NAME
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 64)
 # Enough calls per round that the process clock's resolution does not matter.
@@ -69,7 +69,7 @@ def cpu_ms_per_call(call: Call, images: np.ndarray) -> float:
 def compare(baseline: Call, candidate: Call, images: np.ndarray, rounds: int) -> tuple:
     """Median CPU ms per call of each, and the median of the per-round savings.
 
-    The two alternate round by round: this machine's speed drifts over minutes, and a
+    The two alternate round by round: a shared machine's speed drifts over minutes, and a
     saving is only measured fairly against a baseline run at the same moment.
     """
     for call in (baseline, candidate):

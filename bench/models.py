@@ -19,10 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.predictors.saved_model import available_versions
+from mnist_contract import DEFAULT_MODEL_DIR, available_versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SPEED_MODEL_DIR = REPO_ROOT / ".cache" / "models" / "mnist"
+SPEED_MODEL_DIR = REPO_ROOT / DEFAULT_MODEL_DIR
 ACCURACY_MODEL_DIR = REPO_ROOT / ".cache" / "bench" / "models" / "mnist"
 ACCURACY_MODEL_SEED = 1
 

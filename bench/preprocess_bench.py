@@ -8,11 +8,11 @@ and with the same model version:
 
 - ours: every upload POSTed as JSON base64 to a gateway started as a subprocess
   (``python -m gateway``, in-process model, SQLite in a temporary directory), end to end;
-  with --in-process, gateway.preprocess and the model are called directly instead;
+  with --in-process, gateway.pipeline.preprocess and the model are called directly instead;
 - naive: bench/naive.py client-side, then the same model version in this process.
 
 An upload the gateway rejects (say, no_digit_found) counts as wrong. Prints accuracy per
-kind and overall, and the median time of gateway.preprocess per upload ("ours ms", always
+kind and overall, and the median time of gateway.pipeline.preprocess per upload ("ours ms", always
 measured in this process).
 """
 
@@ -52,10 +52,10 @@ from bench.uploads import (
 )
 from gateway import errors
 from gateway.config import Config
-from gateway.predictors.saved_model import available_versions, load_version
-from gateway.preprocess import normalise_like_mnist, preprocess
+from gateway.pipeline.preprocess import normalise_like_mnist, preprocess
+from gateway.predictors.saved_model import load_version
+from mnist_contract import METRICS_FILE, available_versions
 from tests.support.http import free_port, wait_until_ready
-from training.export import METRICS_FILE
 
 # What the bench counts for an upload the gateway refused.
 REJECTED = -1
@@ -80,7 +80,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--in-process",
         action="store_true",
-        help="call gateway.preprocess and the model directly instead of the gateway over HTTP",
+        help="call the preprocessing and the model directly instead of the gateway over HTTP",
     )
     return parser.parse_args()
 

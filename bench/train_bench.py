@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bench.models import ACCURACY_MODEL_DIR, ACCURACY_MODEL_SEED
-from training.data import load_mnist
+from training.data import default_data_dir, load_mnist
 from training.export import export_trained
 from training.model import ARCHITECTURES, DEFAULT_ARCH
 from training.train import TrainedModel, make_reproducible, train
@@ -38,7 +38,7 @@ def parse_args() -> argparse.Namespace:
         default=ACCURACY_MODEL_DIR,
         help=f"where the {DEFAULT_ARCH} model is exported: the model bench-preprocess measures",
     )
-    parser.add_argument("--data-dir", type=Path, default=os.environ.get("MNIST_DATA_DIR") or None)
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     return parser.parse_args()
 
 

@@ -1,8 +1,8 @@
 """``python -m gateway``: the development server. Production runs gunicorn."""
 
-from gateway.app import create_app
 from gateway.config import Config
 from gateway.services import close_services
+from gateway.web.app import create_app
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from mnist_contract import DEFAULT_MODEL_DIR, MODEL_NAME
+
 CONSISTENCY_LEVELS = (
     "ONE",
     "TWO",
@@ -31,7 +33,7 @@ class ConfigError(ValueError):
 class Config:
     port: int = 8080
     # In-process model: base directory of numbered SavedModel versions.
-    model_dir: Path = Path(".cache/models/mnist")
+    model_dir: Path = DEFAULT_MODEL_DIR
     # How often (seconds) the in-process predictor looks for a newer version, and the
     # TF Serving client re-reads which version TF Serving serves.
     model_poll_seconds: float = 5.0
@@ -40,7 +42,7 @@ class Config:
     model_threads: int = 1
     # TF Serving: when set, predictions go to this REST endpoint instead.
     serving_url: str | None = None
-    model_name: str = "mnist"
+    model_name: str = MODEL_NAME
     # Pin a TF Serving model version (None: whatever TF Serving serves as latest).
     model_version: int | None = None
     serving_timeout_seconds: float = 5.0
@@ -70,22 +72,12 @@ class Config:
     store_batch_max_records: int = 256
     # Store writes in flight at once, per worker process. One writer and a 2 ms model window
     # make bigger batches, and on saturated cores bigger batches are throughput: each model
-    # call and each Cassandra write costs CPU of its own. Measured in session 5 (the
-    # benchmark's single-image load, 2 gevent workers, 20 s runs alternated): 2 writers and
-    # no window 307-387 req/s (6 runs, median 355); 1 writer with a 2, 5 or 10 ms window
-    # 396-468 req/s (11 runs, median 416), with less CPU per request in every run (gateway
-    # 3.2-3.8 ms against 4.0-4.5, Cassandra 0.76-0.89 against 0.83-1.82). Either change
-    # alone was not consistently better. (In session 3, on a faster machine and with 2
-    # writers, a 2 ms window had not helped; and one make bench-gateway run of session 5
-    # did not show the gain: see the README.)
+    # call and each Cassandra write costs CPU of its own (docs/design.md, "Batching").
     store_writers: int = 1
     # Group commit's window, as batch_window_ms is the model's: once two or more callers
     # are queued together, a write waits up to this long (from the first one's arrival)
     # for more. A lone request never waits. Fewer, bigger writes leave more of the cores to
-    # the requests (Cassandra's CPU goes per write). Measured in session 8 on a slow 2-core
-    # host (the benchmark's single-image load, 2 gevent workers, 20 s rounds, runs
-    # alternated; the README has every round): no window, median 335 req/s at p99 209 ms
-    # (12 rounds); 8 ms, 386 req/s at 183 ms (9); 16 ms, 398 req/s at 170 ms (9).
+    # the requests, since Cassandra's CPU goes per write (docs/design.md, "Batching").
     store_window_ms: float = 16.0
     # Embedded store, used when cassandra_hosts is empty.
     sqlite_path: Path = Path(".cache/predictions.sqlite3")

@@ -1,7 +1,7 @@
 """Errors the gateway turns into JSON responses: ``{"error": {"code", "message"}}``.
 
 Pure edges (preprocess, predictors, stores) raise these; the app maps them to HTTP
-in one place (``gateway.app``), so views never build error responses by hand.
+in one place (``gateway.web.app``), so views never build error responses by hand.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Unprocessable(GatewayError):
     code = "unprocessable"
 
 
-# --- images (raised by gateway.preprocess) -------------------------------------------
+# --- images (raised by gateway.pipeline.preprocess) -------------------------------------------
 
 
 class NotAnImage(UnsupportedMediaType):

@@ -48,7 +48,7 @@ def services() -> Services:
 def close_services(app: Flask) -> None:
     """Close what ``app`` opened in this process, when the process is done serving.
 
-    Called as a gunicorn worker exits (``gateway.gunicorn_conf.worker_exit``). Left to
+    Called as a gunicorn worker exits (``gateway.server.gunicorn_conf.worker_exit``). Left to
     the interpreter's exit instead, the Cassandra driver's scheduler thread can outlive
     its thread pool, which the interpreter shuts down first, and print a traceback.
     """

@@ -12,8 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.gunicorn_conf import GUNICORN_CONFIG
-from gateway.predictors.saved_model import available_versions
+from gateway.config import Config
+from gateway.server.gunicorn_conf import GUNICORN_CONFIG
+from mnist_contract import available_versions
 
 # A first model in a minute or two on a laptop CPU; `python -m training` with its
 # defaults trains the full-quality one.
@@ -27,12 +28,11 @@ def train_first_model(model_dir: Path) -> None:
 
 
 def main() -> None:
-    port = os.environ.get("PORT", "8080")
-    model_dir = Path(os.environ.get("MODEL_DIR", ".cache/models/mnist"))
-    if not os.environ.get("SERVING_URL") and not available_versions(model_dir):
-        train_first_model(model_dir)
+    config = Config.from_env()
+    if not config.uses_tf_serving and not available_versions(config.model_dir):
+        train_first_model(config.model_dir)
 
-    os.environ.setdefault("MODEL_DIR", str(model_dir))
+    port = config.port
     print(f"Serving the gateway on http://127.0.0.1:{port}  (Ctrl-C stops it)", flush=True)
     gunicorn = Path(sys.executable).with_name("gunicorn")
     os.execv(

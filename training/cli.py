@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.data import DEFAULT_CACHE_DIR, DatasetError, Mnist, Split, load_mnist
+from training.data import (
+    DEFAULT_CACHE_DIR,
+    DatasetError,
+    Mnist,
+    Split,
+    default_data_dir,
+    load_mnist,
+)
 from training.export import export_trained
 from training.model import ARCHITECTURES, DEFAULT_ARCH
 from training.train import make_reproducible, train
@@ -61,7 +67,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=os.environ.get("MNIST_DATA_DIR") or None,
+        default=default_data_dir(),
         help="directory with the four IDX files, gzipped or not (default: $MNIST_DATA_DIR)",
     )
     parser.add_argument(

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_contract import IMAGE_SIDE
+
 log = logging.getLogger(__name__)
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
@@ -42,8 +44,9 @@ MIRRORS = (
 )
 
 DEFAULT_CACHE_DIR = Path("~/.cache/mnist-serving/mnist").expanduser()
+# An offline copy of the four files (CI and the benchmarks point it at one).
+DATA_DIR_ENV = "MNIST_DATA_DIR"
 
-IMAGE_SIDE = 28
 
 # IDX magic numbers: two zero bytes, the element type (0x08 = unsigned byte), the rank.
 _IDX_UBYTE = 0x08
@@ -72,6 +75,12 @@ class Mnist:
     test: Split
     # Decompressed SHA-256 of the four files (all verified), for provenance in metrics.json.
     checksums: Mapping[str, str]
+
+
+def default_data_dir() -> Path | None:
+    """The directory ``$MNIST_DATA_DIR`` names, or None (then the files are downloaded)."""
+    value = os.environ.get(DATA_DIR_ENV, "").strip()
+    return Path(value) if value else None
 
 
 def load_mnist(

@@ -28,21 +28,21 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from training.model import INPUT_SHAPE
+from mnist_contract import (
+    IMAGE_SHAPE,
+    INPUT_NAME,
+    METRICS_FILE,
+    OUTPUT_DIGIT,
+    OUTPUT_PROBABILITIES,
+    SIGNATURE_NAME,
+    STAGING_PREFIX,
+    version_numbers,
+)
 
 if TYPE_CHECKING:
     from training.train import TrainedModel
 
-# The serving contract. These mirror gateway/predictors/base.py, which training must not
-# import (the training image has no gateway); tests assert the two stay equal.
-SIGNATURE_NAME = "serving_default"
-INPUT_NAME = "image"
-OUTPUT_PROBABILITIES = "probabilities"
-OUTPUT_DIGIT = "digit"
-
-METRICS_FILE = "metrics.json"
 WARMUP_FILE = Path("assets.extra", "tf_serving_warmup_requests")
-STAGING_PREFIX = ".tmp-"
 
 
 # Test images a training run's export replays as its warm-up requests.
@@ -91,26 +91,13 @@ def export_version(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def existing_versions(base_dir: Path) -> list[int]:
-    """Version numbers under ``base_dir``, ascending. Staging and other junk names are ignored."""
-    if not Path(base_dir).is_dir():
-        return []
-    return sorted(
-        int(entry.name) for entry in Path(base_dir).iterdir() if _is_version_name(entry.name)
-    )
-
-
 def next_version(base_dir: Path) -> int:
-    return max(existing_versions(base_dir), default=0) + 1
-
-
-def _is_version_name(name: str) -> bool:
-    # TF Serving's own rule: a version directory's name is all ASCII digits.
-    return name.isascii() and name.isdigit()
+    """One above every version-named directory, complete or not: numbers only grow."""
+    return max(version_numbers(base_dir), default=0) + 1
 
 
 def _save_signature(model: keras.Model, directory: Path) -> None:
-    @tf.function(input_signature=[tf.TensorSpec([None, *INPUT_SHAPE], tf.float32, name=INPUT_NAME)])
+    @tf.function(input_signature=[tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=INPUT_NAME)])
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         probabilities = tf.cast(model(image, training=False), tf.float32)
         return {
@@ -127,7 +114,7 @@ def _save_signature(model: keras.Model, directory: Path) -> None:
 def write_warmup_requests(path: Path, batch: np.ndarray) -> None:
     """Write TFRecord PredictionLogs for ``serving_default``: a single image, then ``batch``."""
     batch = np.asarray(batch, dtype=np.float32)
-    if batch.ndim != 4 or batch.shape[1:] != INPUT_SHAPE or len(batch) == 0:
+    if batch.ndim != 4 or batch.shape[1:] != IMAGE_SHAPE or len(batch) == 0:
         raise ValueError(f"warm-up batch must be [n>0, 28, 28, 1], got {batch.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
     batches = [batch[:1]] if len(batch) == 1 else [batch[:1], batch]

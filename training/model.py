@@ -9,8 +9,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-NUM_CLASSES = 10
-INPUT_SHAPE = (28, 28, 1)
+from mnist_contract import IMAGE_SHAPE, NUM_CLASSES
+
 # Keras defaults to 0.99; 0.9 lets the inference statistics converge within the ~100 steps
 # of a quick run (with 0.99 a quick model scores ~30% at test time despite ~90% in training).
 _BATCHNORM_MOMENTUM = 0.9
@@ -124,7 +124,7 @@ class RandomLowResolution(layers.Layer):
         }
 
 
-def low_resolution_matrix(side: int, size: int = INPUT_SHAPE[0]) -> np.ndarray:
+def low_resolution_matrix(side: int, size: int = IMAGE_SHAPE[0]) -> np.ndarray:
     """``size`` x ``size`` matrix ``M`` with ``M @ column`` = the column shrunk to ``side``
     pixels (antialiased bilinear, i.e. averaging) and enlarged back bilinearly."""
     return _resize_matrix(side, size, antialias=False) @ _resize_matrix(size, side, antialias=True)
@@ -171,7 +171,7 @@ def _compact() -> keras.Model:
     """
     return keras.Sequential(
         [
-            keras.Input(shape=INPUT_SHAPE),
+            keras.Input(shape=IMAGE_SHAPE),
             *_conv_bn(32),
             *_conv_bn(32),
             layers.MaxPooling2D(),
@@ -207,7 +207,7 @@ def _seed() -> keras.Model:
     """The 2019 project's network (TensorFlow's "Deep MNIST for experts")."""
     return keras.Sequential(
         [
-            keras.Input(shape=INPUT_SHAPE),
+            keras.Input(shape=IMAGE_SHAPE),
             layers.Conv2D(32, 5, padding="same", activation="relu"),
             layers.MaxPooling2D(),
             layers.Conv2D(64, 5, padding="same", activation="relu"),
@@ -261,5 +261,5 @@ def with_augmentation(network: keras.Model, arch: str) -> keras.Model:
     if augmentation is None:
         return network
     return keras.Sequential(
-        [keras.Input(shape=INPUT_SHAPE), augmentation(), network], name=f"{network.name}_training"
+        [keras.Input(shape=IMAGE_SHAPE), augmentation(), network], name=f"{network.name}_training"
     )

@@ -12,8 +12,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mnist_contract import NUM_CLASSES
 from training.data import Split
-from training.model import NUM_CLASSES, architecture, build_model, with_augmentation
+from training.model import architecture, build_model, with_augmentation
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-NUM_CLASSES = 10
-# The serving contract (training.export writes it, TF Serving and the in-process
-# predictor both honour it): input "image" float32 [-1, 28, 28, 1] in [0, 1], white ink
-# on black; outputs "probabilities" float32 [-1, 10] and "digit" int64 [-1].
-SIGNATURE_NAME = "serving_default"
-INPUT_NAME = "image"
-OUTPUT_PROBABILITIES = "probabilities"
-OUTPUT_DIGIT = "digit"
+from mnist_contract import NUM_CLASSES
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Micro-batching: concurrent predict() calls share one model call.
 
 The images of requests that arrive together go to the model as one batch, as TF
-Serving's own batching does; see ``gateway.coalescing`` for when a batch closes.
+Serving's own batching does; see ``gateway.concurrency.coalescing`` for when a batch closes.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from gateway import errors
-from gateway.coalescing import Coalescer
+from gateway.concurrency.coalescing import Coalescer
 from gateway.predictors.base import ModelStatus, Prediction, Predictor
 
 

@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gateway import errors
-from gateway.background import LazyDaemon, off_the_event_loop
-from gateway.predictors.base import (
+from gateway.concurrency.background import LazyDaemon, off_the_event_loop
+from gateway.predictors.base import ModelStatus, Prediction, predictions_from_outputs
+from mnist_contract import (
+    IMAGE_SHAPE,
     INPUT_NAME,
     OUTPUT_DIGIT,
     OUTPUT_PROBABILITIES,
     SIGNATURE_NAME,
-    ModelStatus,
-    Prediction,
-    predictions_from_outputs,
+    available_versions,
 )
 
 if TYPE_CHECKING:
@@ -40,23 +40,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAVED_MODEL_FILE = "saved_model.pb"
 # How long a request may wait for the very first model load (importing TensorFlow and
 # loading take seconds, more on a busy machine) before it is answered 503.
 FIRST_LOAD_WAIT_SECONDS = 60.0
-
-
-def available_versions(model_dir: Path) -> list[int]:
-    """The complete version numbers under ``model_dir``, ascending."""
-    try:
-        entries = list(model_dir.iterdir())
-    except FileNotFoundError:
-        return []
-    return sorted(
-        int(entry.name)
-        for entry in entries
-        if entry.name.isdigit() and (entry / SAVED_MODEL_FILE).is_file()
-    )
 
 
 @dataclass(frozen=True)
@@ -127,7 +113,7 @@ def load_version(model_dir: Path, version: int, *, threads: int | None = None) -
     run = session._make_callable_from_options(options)
     loaded = LoadedVersion(version, session, input_tensor.shape, run)
     # The warm-up call also moves the first call's graph set-up off the request path.
-    probabilities, digits = loaded(np.zeros((1, 28, 28, 1), np.float32))
+    probabilities, digits = loaded(np.zeros((1, *IMAGE_SHAPE), np.float32))
     predictions_from_outputs(probabilities, digits, model_name="warmup", model_version="0")
     return loaded
 

@@ -35,15 +35,14 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from gateway import errors
-from gateway.background import reset_in_forked_child
-from gateway.predictors.base import (
+from gateway.concurrency.background import reset_in_forked_child
+from gateway.predictors.base import ModelStatus, Prediction, predictions_from_outputs
+from mnist_contract import (
+    IMAGE_SHAPE,
     INPUT_NAME,
     OUTPUT_DIGIT,
     OUTPUT_PROBABILITIES,
     SIGNATURE_NAME,
-    ModelStatus,
-    Prediction,
-    predictions_from_outputs,
 )
 
 if TYPE_CHECKING:
@@ -65,7 +64,7 @@ BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 1.0
 # The serving contract's input, as TF Serving's metadata describes it.
 EXPECTED_INPUT_DTYPE = "DT_FLOAT"
-EXPECTED_INPUT_DIMS = [-1, 28, 28, 1]
+EXPECTED_INPUT_DIMS = [-1, *IMAGE_SHAPE]
 
 
 class _Deadline:

@@ -3,7 +3,7 @@
 Cassandra spends most of its CPU per request, not per row (the native protocol, the
 hand-offs between its thread pools, the commit-log sync every writer waits for); SQLite
 spends it per transaction. So the records of requests that finish together are written
-in one batch (see ``gateway.coalescing`` for when a batch closes). Each caller still
+in one batch (see ``gateway.concurrency.coalescing`` for when a batch closes). Each caller still
 returns only once its own records are durable, and fails if they are not: nothing is
 acknowledged that the store did not take.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from uuid import UUID
 
 from gateway import errors
-from gateway.coalescing import Coalescer
+from gateway.concurrency.coalescing import Coalescer
 from gateway.store.base import Page, PredictionRecord, Store
 from gateway.store.ids import id_day
 from gateway.store.validation import check_records

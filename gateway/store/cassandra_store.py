@@ -1,6 +1,6 @@
 """The Cassandra store: the cluster deployment's durable home for every prediction.
 
-The data model and why it looks the way it does: ``gateway.store.cassandra_schema``.
+The data model and why it looks the way it does: ``gateway.store.schema``.
 
 Connecting is lazy and per process: the first call after a gunicorn fork builds the
 cluster, applies the schema and prepares the statements; a connect that fails is
@@ -48,9 +48,14 @@ from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, PreparedStat
 from gateway.config import Config
 from gateway.errors import StoreUnavailable
 from gateway.store.base import Page, PredictionRecord
-from gateway.store.cassandra_schema import DAYS_PARTITION, apply_schema, keyspace_name
 from gateway.store.cursor import decode_cursor, encode_cursor
 from gateway.store.ids import id_day, truncate_to_millisecond
+from gateway.store.schema import (
+    DAYS_PARTITION,
+    PREDICTION_COLUMNS,
+    apply_schema,
+    keyspace_name,
+)
 from gateway.store.validation import check_records
 
 # Reconnect to a node that went down after 0.5 s, 1 s, 2 s ... but never wait longer
@@ -62,22 +67,6 @@ PROTOCOL_VERSION = ProtocolVersion.V5
 # Days are read a few at a time while walking back through quiet periods.
 DAYS_FETCH_SIZE = 8
 
-_COLUMNS = (
-    "day",
-    "id",
-    "created_at",
-    "filename",
-    "digit",
-    "confidence",
-    "probabilities",
-    "model_name",
-    "model_version",
-    "upload_sha256",
-    "input_image",
-    "latency_ms",
-    "label",
-    "labelled_at",
-)
 
 # Rows come from the driver's named-tuple factory, one type per query.
 Row = Any
@@ -162,11 +151,11 @@ class _Statements:
     def prepare(cls, session: Session, keyspace: str) -> _Statements:
         predictions = f"{keyspace}.predictions"
         days = f"{keyspace}.prediction_days"
-        select = f"SELECT {', '.join(_COLUMNS)} FROM {predictions} WHERE day = ?"
-        markers = ", ".join("?" * len(_COLUMNS))
+        select = f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM {predictions} WHERE day = ?"
+        markers = ", ".join("?" * len(PREDICTION_COLUMNS))
         statements = cls(
             insert_prediction=session.prepare(
-                f"INSERT INTO {predictions} ({', '.join(_COLUMNS)}) VALUES ({markers})"
+                f"INSERT INTO {predictions} ({', '.join(PREDICTION_COLUMNS)}) VALUES ({markers})"
             ),
             insert_day=session.prepare(f"INSERT INTO {days} (days_partition, day) VALUES (?, ?)"),
             select_one=session.prepare(f"{select} AND id = ?"),

@@ -25,54 +25,20 @@ from uuid import UUID
 from gateway.errors import StoreUnavailable
 from gateway.store.base import Page, PredictionRecord
 from gateway.store.cursor import decode_cursor, encode_cursor
+from gateway.store.schema import SQLITE_COLUMNS, SQLITE_SCHEMA
 from gateway.store.validation import check_records
 
 BUSY_TIMEOUT_MS = 5000
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    id BLOB PRIMARY KEY,            -- the 16 UUID bytes
-    id_time INTEGER NOT NULL,       -- the id's timestamp: the history order
-    created_at_ms INTEGER NOT NULL, -- Unix epoch milliseconds, UTC
-    filename TEXT,
-    digit INTEGER NOT NULL,
-    confidence REAL NOT NULL,
-    probabilities BLOB NOT NULL,    -- little-endian float32s, as the model outputs them
-    model_name TEXT NOT NULL,
-    model_version TEXT NOT NULL,
-    upload_sha256 TEXT NOT NULL,
-    input_image BLOB NOT NULL,
-    latency_ms REAL NOT NULL,
-    label INTEGER,
-    labelled_at_ms INTEGER
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS predictions_newest_first ON predictions (id_time DESC, id DESC);
-"""
 
-_COLUMNS = (
-    "id",
-    "id_time",
-    "created_at_ms",
-    "filename",
-    "digit",
-    "confidence",
-    "probabilities",
-    "model_name",
-    "model_version",
-    "upload_sha256",
-    "input_image",
-    "latency_ms",
-    "label",
-    "labelled_at_ms",
-)
 # An upsert, like Cassandra's INSERT: saving a record again replaces it in both stores.
 _INSERT = (
-    f"INSERT OR REPLACE INTO predictions ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_COLUMNS))})"
+    f"INSERT OR REPLACE INTO predictions ({', '.join(SQLITE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(SQLITE_COLUMNS))})"
 )
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM predictions"
+_SELECT = f"SELECT {', '.join(SQLITE_COLUMNS)} FROM predictions"
 
 
 class SqliteStore:
@@ -148,7 +114,7 @@ class SqliteStore:
             )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
-            connection.executescript(_SCHEMA)
+            connection.executescript(SQLITE_SCHEMA)
             self._connection, self._pid = connection, os.getpid()
         return self._connection
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.predictors.base import NUM_CLASSES
 from gateway.store.base import PredictionRecord
+from mnist_contract import IMAGE_SIDE, NUM_CLASSES
 
-IMAGE_BYTES = 28 * 28
+IMAGE_BYTES = IMAGE_SIDE * IMAGE_SIDE
 
 
 def check_records(records: Sequence[PredictionRecord]) -> None:

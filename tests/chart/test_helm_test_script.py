@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from gateway.app import create_app
 from gateway.config import Config
+from gateway.web.app import create_app
 from tests.chart.conftest import CHART
 from tests.support.http import serve
 

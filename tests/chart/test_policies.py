@@ -272,7 +272,7 @@ def test_schema_job_is_a_post_install_and_post_upgrade_hook(rendered, scenario):
     annotations = job["metadata"]["annotations"]
     assert set(annotations["helm.sh/hook"].split(",")) == {"post-install", "post-upgrade"}
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[:3] == ["python", "-m", "gateway.schema"] and "--wait" in command
+    assert command[:3] == ["python", "-m", "gateway.store.schema"] and "--wait" in command
 
 
 @scenarios

@@ -13,9 +13,9 @@ import pytest
 from cassandra.cluster import Session
 
 from gateway.config import Config
-from gateway.store.cassandra_schema import keyspace_name
 from gateway.store.cassandra_store import build_cluster
-from tests.integration.cassandra_helpers import NODE_HOST, run_node_script
+from gateway.store.schema import keyspace_name
+from tests.support.cassandra import NODE_HOST, run_node_script
 
 
 @pytest.fixture(scope="session")

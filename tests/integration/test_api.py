@@ -14,10 +14,10 @@ import requests
 import tensorflow as tf
 from PIL import Image
 
-from gateway.api import openapi_document
-from gateway.app import create_app
 from gateway.config import Config
-from gateway.preprocess import preprocess
+from gateway.pipeline.preprocess import preprocess
+from gateway.web.api import openapi_document
+from gateway.web.app import create_app
 from tests.support.http import serve, wait_until_ready
 from tests.support.images import encode, paper_photo
 

@@ -9,7 +9,7 @@ import pytest
 
 from bench.models import ensure_model
 from bench.preprocess_bench import describe_training
-from gateway.predictors.saved_model import available_versions
+from mnist_contract import available_versions
 
 # Arguments `python -m training` refuses: any attempt to train with them fails loudly.
 REFUSED_TRAINING_ARGS = ("--epochs", "0")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cassandra.cluster import Cluster
 
-from tests.integration.cassandra_helpers import run_node_script
+from tests.support.cassandra import run_node_script
 
 pytestmark = pytest.mark.cassandra
 

@@ -16,8 +16,9 @@ import pytest
 from gateway.config import Config
 from gateway.errors import StoreUnavailable
 from gateway.store import make_store
-from tests.integration.cassandra_helpers import run_node_script
-from tests.integration.prediction_records import make_record
+from tests.support.cassandra import run_node_script
+from tests.support.records import make_record
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.slow]
 
@@ -33,16 +34,13 @@ def timed_failure(call: Callable[[], object]) -> float:
     return time.monotonic() - started
 
 
-def wait_until_answering(call: Callable[[], object], timeout: float) -> float:
-    started = time.monotonic()
-    while True:
-        try:
-            call()
-            return time.monotonic() - started
-        except StoreUnavailable:
-            if time.monotonic() - started > timeout:
-                raise
-            time.sleep(0.5)
+def answers(call: Callable[[], object]) -> bool:
+    """Whether ``call`` goes through now (False while the store is unavailable)."""
+    try:
+        call()
+    except StoreUnavailable:
+        return False
+    return True
 
 
 def test_store_refuses_writes_while_down_and_recovers_by_itself(
@@ -66,7 +64,12 @@ def test_store_refuses_writes_while_down_and_recovers_by_itself(
         up = run_node_script("up")
     assert up.returncode == 0, up.stdout + up.stderr
 
-    wait_until_answering(store.ping, RECOVERY_TIMEOUT_SECONDS)
+    wait_until(
+        lambda: answers(store.ping),
+        timeout=RECOVERY_TIMEOUT_SECONDS,
+        interval=0.5,
+        what="the store to answer again",
+    )
     after = make_record(datetime.now(UTC), 2)
     store.save_many([after])
     assert store.get(after.id) == after

@@ -7,7 +7,6 @@ gateway answers 503 with Retry-After (and stores nothing), stays alive, says so 
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,13 +15,14 @@ import pytest
 import requests
 from cassandra.cluster import Session
 
-from gateway.app import create_app
 from gateway.config import Config
 from gateway.store import cassandra_store
 from gateway.store.cassandra_store import build_cluster
-from tests.integration.cassandra_helpers import run_node_script
+from gateway.web.app import create_app
+from tests.support.cassandra import run_node_script
 from tests.support.http import serve
 from tests.support.images import encode
+from tests.support.waiting import wait_until
 
 API = "/api/v1/predictions"
 
@@ -109,20 +109,14 @@ def test_cassandra_outage_is_503_then_recovers(gateway, mnist_test_set, cassandr
         up = run_node_script("up")
     assert up.returncode == 0, up.stdout + up.stderr
 
-    recovered = wait_for_status(lambda: post_digit(gateway, images[12]), 201, timeout=90)
-    assert recovered.status_code == 201, recovered.text
+    def stored() -> requests.Response | None:
+        response = post_digit(gateway, images[12])
+        return response if response.status_code == 201 else None
+
+    wait_until(stored, timeout=90, interval=2, what="an upload to be stored again")
     assert requests.get(gateway + "/readyz", timeout=10).status_code == 200
     # The refused upload left nothing behind; the accepted one is there.
     assert rows_in(cassandra_node, keyspace) == before + 1
-
-
-def wait_for_status(call, status: int, timeout: float) -> requests.Response:
-    deadline = time.monotonic() + timeout
-    response = call()
-    while response.status_code != status and time.monotonic() < deadline:
-        time.sleep(2)
-        response = call()
-    return response
 
 
 def test_closing_the_services_shuts_down_every_cassandra_cluster_they_built(

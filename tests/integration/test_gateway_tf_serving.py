@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from gateway.app import create_app
 from gateway.config import Config
+from gateway.web.app import create_app
 from tests.doubles.tf_serving import TFServingDouble
 from tests.support.http import serve
 from tests.support.images import encode

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import requests
 
-from gateway.gunicorn_conf import GUNICORN_CONFIG
+from gateway.server.gunicorn_conf import GUNICORN_CONFIG
 from tests.doubles.tf_serving import TFServingDouble
-from tests.integration.model_helpers import reference_outputs
 from tests.support.http import free_port, wait_until_ready
 from tests.support.images import encode
+from tests.support.models import reference_outputs
+from tests.support.paths import REPO_ROOT
 from tests.support.procfs import children, established_connections
-from tests.support.python import REPO_ROOT, run_python
+from tests.support.python import run_python
 
 
 @contextmanager
@@ -57,7 +58,7 @@ def gunicorn(env: dict[str, str]) -> Iterator[tuple[str, int]]:
         process.terminate()
         output = process.communicate(timeout=30)[0]
     assert "Booting worker" in output
-    assert "Using worker: gateway.gunicorn_worker.BalancedGeventWorker" in output
+    assert "Using worker: gateway.server.gunicorn_worker.BalancedGeventWorker" in output
     # Patched before anything created a lock or a socket (see gateway/__init__.py).
     assert "MonkeyPatchWarning" not in output
     # Each worker closed its store and model as it exited (gunicorn_conf.worker_exit),
@@ -234,7 +235,7 @@ class KeepAliveClient:
 
 def test_loading_the_gunicorn_config_imports_nothing_gevent_must_patch_first():
     script = (
-        "import sys; before = set(sys.modules); import gateway.gunicorn_conf; "
+        "import sys; before = set(sys.modules); import gateway.server.gunicorn_conf; "
         "print(sorted(m for m in ('ssl', 'socket', 'threading', 'flask', 'requests', "
         "'cassandra', 'tensorflow') if m in sys.modules and m not in before))"
     )

@@ -16,14 +16,14 @@ from gateway import errors
 from gateway.config import Config
 from gateway.predictors import make_predictor
 from gateway.predictors.saved_model import SavedModelPredictor
-from tests.integration.model_helpers import (
+from tests.support.models import (
     export_untrained_version,
     install_version,
     newest_version_dir,
     reference_outputs,
-    wait_until,
 )
 from tests.support.python import run_python
+from tests.support.waiting import wait_until
 
 POLL_SECONDS = 0.1
 

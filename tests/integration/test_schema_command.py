@@ -1,4 +1,4 @@
-"""``python -m gateway.schema``, the Helm schema Job's command, against the real node."""
+"""``python -m gateway.store.schema``, the Helm schema Job's command, against the real node."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from collections.abc import Iterator
 import pytest
 from cassandra.cluster import Session
 
-from tests.integration.cassandra_helpers import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 
 def run_schema_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     # The Job's container sees only the CASSANDRA_* variables the chart sets.
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CASSANDRA_")}
     return subprocess.run(
-        [sys.executable, "-m", "gateway.schema", *args],
+        [sys.executable, "-m", "gateway.store.schema", *args],
         cwd=REPO_ROOT,
         env={**environ, **env},
         capture_output=True,

@@ -14,11 +14,11 @@ import pytest
 from cassandra.cluster import Session
 
 from gateway.config import Config
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, StoreUnavailable
 from gateway.store import PredictionRecord, Store, make_store, new_prediction_id
-from gateway.store.cassandra_schema import keyspace_name
 from gateway.store.cursor import encode_cursor
-from tests.integration.prediction_records import make_record
+from gateway.store.schema import keyspace_name
+from tests.support.records import make_record
 
 DAY = datetime(2024, 3, 5, 13, 45, 12, 345000, tzinfo=UTC)
 
@@ -237,8 +237,12 @@ def test_set_label_of_an_unknown_id_is_none_and_creates_nothing(store: Store) ->
 # --- operations ----------------------------------------------------------------------
 
 
-def test_ping_answers(store: Store) -> None:
-    store.ping()
+def test_ping_answers_while_open_and_refuses_once_closed(config: Config) -> None:
+    store = make_store(config)
+    assert store.ping() is None  # answers, raising nothing
+    store.close()
+    with pytest.raises(StoreUnavailable):
+        store.ping()
 
 
 def test_concurrent_requests_from_many_threads_are_all_kept(store: Store) -> None:

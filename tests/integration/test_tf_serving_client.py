@@ -15,15 +15,15 @@ import tensorflow as tf
 from gateway import errors
 from gateway.config import Config
 from gateway.predictors import make_predictor
-from gateway.predictors.saved_model import available_versions
 from gateway.predictors.tf_serving import TFServingPredictor
+from mnist_contract import available_versions
 from tests.doubles.tf_serving import TFServingDouble
-from tests.integration.model_helpers import (
+from tests.support.models import (
     export_untrained_version,
     newest_version_dir,
     reference_outputs,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,6 +13,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from gateway.services import close_services
+from tests.support.waiting import wait_until
 
 
 def free_port() -> int:
@@ -55,17 +55,16 @@ def wait_until_ready(
     seconds on a busy machine. ``answers`` consecutive 200s are wanted (several, to reach
     each worker of a server with many); ``process``, when given, must not exit meanwhile.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if process is not None and process.poll() is not None:
             output = process.communicate()[0] if process.stdout else ""
             raise RuntimeError(
                 f"the server exited with {process.returncode} before it was ready\n{output}"
             )
         try:
-            if all(requests.get(base_url + "/readyz", timeout=5).ok for _ in range(answers)):
-                return
+            return all(requests.get(base_url + "/readyz", timeout=5).ok for _ in range(answers))
         except (requests.ConnectionError, requests.Timeout):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{base_url} was not ready within {timeout:.0f} s")
+            return False
+
+    wait_until(ready, timeout=timeout, interval=0.5, what=f"{base_url}/readyz")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 import threading
 
-from gateway.background import LazyDaemon, off_the_event_loop
+from gateway.concurrency.background import LazyDaemon, off_the_event_loop
 from tests.support.python import run_python
 
 
@@ -57,7 +57,7 @@ GEVENT_SCRIPT = textwrap.dedent(
     import gevent
     from gevent.monkey import get_original
 
-    from gateway.background import off_the_event_loop
+    from gateway.concurrency.background import off_the_event_loop
 
     ticks = []
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -12,8 +11,10 @@ import numpy as np
 import pytest
 
 from gateway import errors
-from gateway.predictors.base import NUM_CLASSES, ModelStatus, Prediction
+from gateway.predictors.base import ModelStatus, Prediction
 from gateway.predictors.batching import MicroBatcher
+from mnist_contract import IMAGE_SHAPE, NUM_CLASSES
+from tests.support.concurrency import run_concurrently
 
 
 class RecordingFakePredictor:
@@ -52,29 +53,9 @@ class RecordingFakePredictor:
 
 
 def images_marked(*marks: int) -> np.ndarray:
-    batch = np.zeros((len(marks), 28, 28, 1), np.float32)
+    batch = np.zeros((len(marks), *IMAGE_SHAPE), np.float32)
     batch[:, 0, 0, 0] = marks
     return batch
-
-
-def run_concurrently(callers: int, call: Callable[[int], object]) -> list[object]:
-    """Start ``callers`` threads together; return each one's result or exception, by index."""
-    start = threading.Barrier(callers)
-    outcomes: list[object] = [None] * callers
-
-    def worker(index: int) -> None:
-        start.wait()
-        try:
-            outcomes[index] = call(index)
-        except Exception as error:
-            outcomes[index] = error
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return outcomes
 
 
 @pytest.fixture

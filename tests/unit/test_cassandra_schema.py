@@ -12,8 +12,8 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 from gateway.config import Config, ConfigError
 from gateway.errors import StoreUnavailable
-from gateway.store.cassandra_schema import keyspace_name, replication_cql, schema_statements
 from gateway.store.cassandra_store import CassandraStore, build_cluster
+from gateway.store.schema import keyspace_name, replication_cql, schema_statements
 
 # Host names must resolve for the driver to build a Cluster; nothing connects here.
 CLUSTERED = Config(cassandra_hosts=("127.0.0.1", "localhost"))

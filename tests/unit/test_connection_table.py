@@ -1,5 +1,5 @@
 """The table in which gunicorn's workers count their open connections
-(``gateway.gunicorn_worker``): when a worker is crowded, and how slots are reused."""
+(``gateway.server.gunicorn_worker``): when a worker is crowded, and how slots are reused."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from gateway.gunicorn_worker import TOLERANCE, ConnectionTable
+from gateway.server.gunicorn_worker import TOLERANCE, ConnectionTable
 
 
 def exited_pid() -> int:

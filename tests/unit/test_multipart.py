@@ -1,4 +1,4 @@
-"""gateway.multipart against Werkzeug's parser, on bodies from two different encoders."""
+"""gateway.web.multipart against Werkzeug's parser, on bodies from two different encoders."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from gateway.errors import BadRequest, PayloadTooLarge
-from gateway.multipart import FormPart, split_form_data
+from gateway.web.multipart import FormPart, split_form_data
 
 # Content that looks like multipart syntax must come through as bytes, untouched.
 TRICKY = b"\r\n--not-the-boundary\r\n\r\nContent-Disposition: x\r\n--\x00\xff"

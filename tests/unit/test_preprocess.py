@@ -1,4 +1,4 @@
-"""gateway.preprocess: every format and mode, polarity, EXIF, transparency, MNIST geometry,
+"""gateway.pipeline.preprocess: every format and mode, polarity, EXIF, transparency, MNIST geometry,
 pass-through of real MNIST digits, and the errors a bad upload gets."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from PIL import Image, ImageDraw
 
 from bench import uploads as upload_kinds
 from gateway import errors
-from gateway.preprocess import (
+from gateway.pipeline.preprocess import (
     MNIST_BOX,
     MNIST_CENTRE,
-    MNIST_SIDE,
     decode,
     is_mnist_format,
     preprocess,
     to_uint8,
 )
+from mnist_contract import IMAGE_SIDE
 from tests.support.images import encode as encode_mnist
 
 MAX_PIXELS = 40_000_000
@@ -107,7 +107,7 @@ def ink_box(image: np.ndarray, threshold: float = 0.0) -> tuple[int, int]:
 
 def assert_mnist_like(image: np.ndarray) -> None:
     """The model's input contract and MNIST's geometry: a 20-pixel box centred by mass."""
-    assert image.shape == (MNIST_SIDE, MNIST_SIDE)
+    assert image.shape == (IMAGE_SIDE, IMAGE_SIDE)
     assert image.dtype == np.float32
     assert image.min() >= 0.0
     assert image.max() <= 1.0
@@ -467,6 +467,6 @@ def test_to_uint8_is_784_bytes_within_half_a_grey_level() -> None:
 
     stored = to_uint8(image)
 
-    assert len(stored) == MNIST_SIDE * MNIST_SIDE
+    assert len(stored) == IMAGE_SIDE * IMAGE_SIDE
     restored = np.frombuffer(stored, dtype=np.uint8).reshape(image.shape) / 255
     assert np.abs(restored - image).max() <= 0.5 / 255 + 1e-6

@@ -18,8 +18,8 @@ import pytest
 from gateway import errors
 from gateway.store.base import PredictionRecord
 from gateway.store.batching import BatchingStore
-from tests.integration.prediction_records import make_record
-from tests.unit.test_batching import run_concurrently
+from tests.support.concurrency import run_concurrently
+from tests.support.records import make_record
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -7,15 +7,13 @@ import logging
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from mnist_contract import METRICS_FILE, version_numbers
+from tests.support.paths import REPO_ROOT
 from training import cli
 from training.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
-from training.export import METRICS_FILE, existing_versions
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -34,7 +32,7 @@ def test_below_min_accuracy_exports_nothing_and_exits_3(
         code = cli.main([*argv, "--quick", "--epochs", "1", "--min-accuracy", "0.99"])
     assert code == cli.EXIT_BELOW_MIN_ACCURACY == 3
     assert "below --min-accuracy 0.9900: nothing exported" in caplog.text
-    assert existing_versions(export_dir) == []
+    assert version_numbers(export_dir) == []
 
 
 def test_unreadable_data_is_exit_1_naming_the_file(tmp_path, caplog):

@@ -12,33 +12,25 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from gateway.predictors import base as serving_contract
-from training import export
-from training.data import SHA256
-from training.export import (
+from mnist_contract import (
+    IMAGE_SHAPE,
     INPUT_NAME,
     METRICS_FILE,
     OUTPUT_DIGIT,
     OUTPUT_PROBABILITIES,
     SIGNATURE_NAME,
-    WARMUP_FILE,
-    existing_versions,
-    export_version,
+    version_numbers,
 )
+from training import export
+from training.data import SHA256
+from training.export import WARMUP_FILE, export_version
 from training.model import build_model
 
 
 def export_untrained(base: Path) -> Path:
     return export_version(
-        build_model(), base, metrics={"purpose": "test"}, warmup_batch=np.zeros((2, 28, 28, 1))
+        build_model(), base, metrics={"purpose": "test"}, warmup_batch=np.zeros((2, *IMAGE_SHAPE))
     )
-
-
-def test_contract_names_mirror_the_gateway():
-    assert SIGNATURE_NAME == serving_contract.SIGNATURE_NAME
-    assert INPUT_NAME == serving_contract.INPUT_NAME
-    assert OUTPUT_PROBABILITIES == serving_contract.OUTPUT_PROBABILITIES
-    assert OUTPUT_DIGIT == serving_contract.OUTPUT_DIGIT
 
 
 def test_exported_dir_has_the_tf_serving_layout(exported_model_dir):
@@ -107,7 +99,7 @@ def test_next_version_goes_past_existing_ones_and_ignores_junk(tmp_path):
     for name in ["3", "12", "7", ".tmp-99", "15abc", "latest", "\u0663"]:  # U+0663: Arabic 3
         (tmp_path / name).mkdir()
     (tmp_path / "40").write_text("a stray file; its number is still never reused")
-    assert existing_versions(tmp_path) == [3, 7, 12, 40]
+    assert version_numbers(tmp_path) == [3, 7, 12, 40]
     assert export_untrained(tmp_path).name == "41"
 
 
@@ -154,7 +146,7 @@ def test_a_poller_never_sees_a_version_without_its_saved_model(tmp_path):
     def poll():
         nonlocal polls
         while not done.is_set():
-            for version in existing_versions(tmp_path):
+            for version in version_numbers(tmp_path):
                 if not (tmp_path / str(version) / "saved_model.pb").is_file():
                     incomplete_sightings.append(version)
             polls += 1

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from gateway.predictors.saved_model import available_versions
+from mnist_contract import IMAGE_SHAPE, SIGNATURE_NAME, available_versions
 from training.export import export_version
 from training.model import build_model
 
@@ -34,21 +32,13 @@ def export_untrained_version(base: Path) -> int:
         build_model(),
         base,
         metrics={"purpose": "predictor tests: a second version"},
-        warmup_batch=np.zeros((1, 28, 28, 1), np.float32),
+        warmup_batch=np.zeros((1, *IMAGE_SHAPE), np.float32),
     )
     return int(path.name)
 
 
 def reference_outputs(version_dir: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What the SavedModel itself answers, called directly through TensorFlow."""
-    signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    signature = tf.saved_model.load(str(version_dir)).signatures[SIGNATURE_NAME]
     outputs = signature(image=tf.constant(images))
     return outputs["probabilities"].numpy(), outputs["digit"].numpy()
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)

@@ -8,10 +8,10 @@ import time
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from gateway import api, health, ui
 from gateway.config import Config
 from gateway.errors import DependencyUnavailable, GatewayError
 from gateway.services import EXTENSION_KEY, Services, services
+from gateway.web import api, health, ui
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO_ROOT
+
 NODE_SCRIPT = REPO_ROOT / "scripts" / "cassandra_node.py"
 NODE_HOST = "127.0.0.1"
 

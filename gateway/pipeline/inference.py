@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from gateway.metrics import GatewayMetrics
+from gateway.pipeline.preprocess import preprocess, to_uint8
 from gateway.predictors.base import Predictor
-from gateway.preprocess import preprocess, to_uint8
 from gateway.store.base import PredictionRecord, Store
 from gateway.store.ids import new_prediction_id, truncate_to_millisecond
 

@@ -1,8 +1,12 @@
-"""The Cassandra schema's one home: the gateway applies it at first connect and the Helm
-schema Job applies it through ``python -m gateway.schema``. Every statement is
-idempotent (``IF NOT EXISTS``).
+"""The storage schema's one home: Cassandra's CQL and SQLite's DDL side by side.
 
-The data model follows the three queries the gateway makes:
+Both stores hold the same record (``gateway.store.base.PredictionRecord``). The gateway
+applies its store's schema at first connect; the Helm schema Job runs this module,
+``python -m gateway.store.schema [--wait SECONDS]``, before the gateway rolls out. Every
+statement is idempotent (``IF NOT EXISTS``). Exit status of the command: 0 applied,
+1 failed.
+
+The Cassandra data model follows the three queries the gateway makes:
 
 * **History, newest first, a page at a time.** ``predictions`` is partitioned by day
   (the UTC date of the id's timestamp) and clustered by id descending, so a page is
@@ -29,11 +33,17 @@ the model outputs). Times are ``timestamp`` (millisecond precision, UTC).
 
 from __future__ import annotations
 
+import argparse
 import re
-
-from cassandra.cluster import Session
+import sys
+import time
+from typing import TYPE_CHECKING
 
 from gateway.config import Config, ConfigError
+from gateway.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Session
 
 # Unquoted Cassandra identifiers: a letter, then letters, digits or underscores, 48 at most.
 _KEYSPACE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
@@ -73,6 +83,63 @@ TABLES = {
         ) WITH CLUSTERING ORDER BY (day DESC)
     """,
 }
+
+
+# SQLite (the one-machine store): one table ordered by the id's time, newest first.
+SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id BLOB PRIMARY KEY,            -- the 16 UUID bytes
+    id_time INTEGER NOT NULL,       -- the id's timestamp: the history order
+    created_at_ms INTEGER NOT NULL, -- Unix epoch milliseconds, UTC
+    filename TEXT,
+    digit INTEGER NOT NULL,
+    confidence REAL NOT NULL,
+    probabilities BLOB NOT NULL,    -- little-endian float32s, as the model outputs them
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    upload_sha256 TEXT NOT NULL,
+    input_image BLOB NOT NULL,
+    latency_ms REAL NOT NULL,
+    label INTEGER,
+    labelled_at_ms INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS predictions_newest_first ON predictions (id_time DESC, id DESC);
+"""
+
+
+# Column order of a predictions row, as each store's statements read and write it.
+PREDICTION_COLUMNS = (
+    "day",
+    "id",
+    "created_at",
+    "filename",
+    "digit",
+    "confidence",
+    "probabilities",
+    "model_name",
+    "model_version",
+    "upload_sha256",
+    "input_image",
+    "latency_ms",
+    "label",
+    "labelled_at",
+)
+SQLITE_COLUMNS = (
+    "id",
+    "id_time",
+    "created_at_ms",
+    "filename",
+    "digit",
+    "confidence",
+    "probabilities",
+    "model_name",
+    "model_version",
+    "upload_sha256",
+    "input_image",
+    "latency_ms",
+    "label",
+    "labelled_at_ms",
+)
 
 
 def keyspace_name(config: Config) -> str:
@@ -127,3 +194,78 @@ def apply_schema(session: Session, config: Config) -> list[str]:
     for cql in statements.values():
         session.execute(cql, timeout=SCHEMA_CHANGE_TIMEOUT_SECONDS)
     return list(statements)
+
+
+# The command: ``python -m gateway.store.schema``.
+
+DEFAULT_WAIT_SECONDS = 300.0
+FIRST_RETRY_SECONDS = 1.0
+MAX_RETRY_SECONDS = 15.0
+
+
+def apply(config: Config) -> None:
+    """Connect once and run every schema statement; ``StoreUnavailable`` if Cassandra is not up."""
+    # The store imports this module for its statements; the command needs the store's cluster.
+    from gateway.store.cassandra_store import build_cluster, unavailable_on_driver_errors
+
+    with unavailable_on_driver_errors():
+        cluster = build_cluster(config)  # resolves the host names
+    try:
+        with unavailable_on_driver_errors():
+            created = apply_schema(cluster.connect(), config)
+        for what in created:
+            print(f"  {what}: exists", flush=True)
+    finally:
+        cluster.shutdown()
+
+
+def apply_with_retries(config: Config, wait_seconds: float) -> None:
+    deadline = time.monotonic() + wait_seconds
+    delay = FIRST_RETRY_SECONDS
+    while True:
+        try:
+            apply(config)
+            return
+        except StoreUnavailable as error:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+            delay = min(delay, remaining)
+            print(f"{error.message}; retrying in {delay:.0f} s", file=sys.stderr, flush=True)
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.store.schema",
+        description="Apply the Cassandra schema (keyspace and tables) and exit.",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT_SECONDS,
+        metavar="SECONDS",
+        help=f"keep retrying to connect this long (default {DEFAULT_WAIT_SECONDS:.0f})",
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = Config.from_env()
+        if not config.uses_cassandra:
+            raise ConfigError("CASSANDRA_HOSTS is not set: there is no Cassandra to prepare")
+        hosts = ", ".join(config.cassandra_hosts)
+        print(
+            f"Cassandra schema: keyspace {config.cassandra_keyspace} on {hosts} "
+            f"(replication {replication_cql(config)})",
+            flush=True,
+        )
+        apply_with_retries(config, args.wait)
+    except (ConfigError, StoreUnavailable) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print("Cassandra schema is in place", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-from gateway.background import LazyDaemon, reset_in_forked_child
+from gateway.concurrency.background import LazyDaemon, reset_in_forked_child
 
 PartT = TypeVar("PartT", bound=Sequence)
 ResultT = TypeVar("ResultT")

@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from gateway import errors
+from mnist_contract import IMAGE_SIDE
 
-MNIST_SIDE = 28
 MNIST_BOX = 20
 # Measured on the MNIST test set: the centre of mass lies in [13.5, 14.5) in pixel-index
 # coordinates, so MNIST's integer shift targeted 14 (not the geometric 13.5).
@@ -36,7 +36,7 @@ MNIST_CENTRE = 14.0
 MNIST_CENTRE_TOLERANCE = 1.0
 # The long side of an MNIST digit's ink: the 20-pixel box, 19 where rounding shrank it.
 MNIST_FITTED_SIDES = (MNIST_BOX - 1, MNIST_BOX)
-_INDICES = np.arange(MNIST_SIDE, dtype=np.float32)
+_INDICES = np.arange(IMAGE_SIDE, dtype=np.float32)
 
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 # Pillow reports a camera JPEG with extra pictures (Multi-Picture Format) as "MPO".
@@ -199,7 +199,7 @@ def is_mnist_format(image: Decoded) -> bool:
     white paper or from a lossy codec goes through the whole pipeline.
     """
     pixels = image.luminance
-    if image.alpha is not None or image.lossy or pixels.shape != (MNIST_SIDE, MNIST_SIDE):
+    if image.alpha is not None or image.lossy or pixels.shape != (IMAGE_SIDE, IMAGE_SIDE):
         return False
     if np.count_nonzero(pixels) > pixels.size // 2:
         return False
@@ -384,8 +384,8 @@ def centre_by_mass(digit: np.ndarray) -> np.ndarray:
     mass = digit.sum()
     centre_y = digit.sum(axis=1) @ np.arange(height) / mass
     centre_x = digit.sum(axis=0) @ np.arange(width) / mass
-    top = int(np.clip(round(MNIST_CENTRE - centre_y), 0, MNIST_SIDE - height))
-    left = int(np.clip(round(MNIST_CENTRE - centre_x), 0, MNIST_SIDE - width))
-    canvas = np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
+    top = int(np.clip(round(MNIST_CENTRE - centre_y), 0, IMAGE_SIDE - height))
+    left = int(np.clip(round(MNIST_CENTRE - centre_x), 0, IMAGE_SIDE - width))
+    canvas = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     canvas[top : top + height, left : left + width] = digit
     return canvas

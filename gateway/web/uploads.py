@@ -8,8 +8,8 @@ import binascii
 from flask import Request
 
 from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from gateway.inference import Upload
-from gateway.multipart import split_form_data
+from gateway.pipeline.inference import Upload
+from gateway.web.multipart import split_form_data
 
 MULTIPART_FIELD = "file"
 # Parts of other names are ignored, but only so many of them are parsed.

@@ -1,7 +1,7 @@
 """gunicorn's settings for the gateway, in one place.
 
 Every way of serving the gateway with gunicorn (the image, ``make run``, the benchmark,
-the tests) starts it as ``gunicorn --config python:gateway.gunicorn_conf
+the tests) starts it as ``gunicorn --config python:gateway.server.gunicorn_conf
 'gateway:create_app()'``. ``GUNICORN_CMD_ARGS`` and the command line override any setting
 here; the chart sets the number of workers and the timeouts that way. gunicorn binds
 ``0.0.0.0:$PORT`` by itself.
@@ -11,11 +11,10 @@ here; the chart sets the number of workers and the timeouts that way. gunicorn b
 # spends most of its life waiting (for its micro-batch, for the group commit, for
 # Cassandra or TF Serving). With gunicorn's gthread workers each of those waits handed the
 # GIL to another OS thread: about 60 context switches per request in the gateway's threads
-# (perf), and the two cores went to the hand-offs. Measured with the benchmark's load on
-# this machine (2 cores, Cassandra included, 20 s runs): 3 gthread workers x 16 threads
-# served 579 single-image req/s at p99 123 ms; 2 gevent workers, 825 req/s at p99 90 ms.
-# gateway.gunicorn_worker adds an even spread of keep-alive connections across the workers.
-worker_class = "gateway.gunicorn_worker.BalancedGeventWorker"
+# (perf), and the two cores went to the hand-offs; with gevent the benchmark's load got
+# about 40% more req/s at a lower p99 on 2 cores (docs/design.md).
+# gateway.server.gunicorn_worker adds an even spread of keep-alive connections across the workers.
+worker_class = "gateway.server.gunicorn_worker.BalancedGeventWorker"
 
 # Concurrent connections per worker process (greenlets are cheap; the micro-batcher and
 # the group commit turn many waiting requests into few model calls and writes).

@@ -25,7 +25,7 @@ ResultT = TypeVar("ResultT")
 def off_the_event_loop(function: Callable[..., ResultT], *args: object) -> ResultT:
     """``function(*args)``, run where it cannot stall the worker's other requests.
 
-    Under gunicorn's gevent worker (see ``gateway.gunicorn_conf``) every request of a
+    Under gunicorn's gevent worker (see ``gateway.server.gunicorn_conf``) every request of a
     process shares one OS thread, so a long call that never yields (loading a SavedModel
     takes about a second of CPU) would hold them all up. There it runs on one of gevent's
     native threads while the calling greenlet waits. With OS threads it simply runs here.

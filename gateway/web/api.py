@@ -11,10 +11,10 @@ import yaml
 from flask import Blueprint, Response, jsonify, request
 
 from gateway.errors import BadRequest, NotFound, Unprocessable
-from gateway.inference import predict_and_store
+from gateway.pipeline.inference import predict_and_store
 from gateway.services import services
 from gateway.store.base import PredictionRecord
-from gateway.uploads import read_uploads
+from gateway.web.uploads import read_uploads
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -81,7 +81,7 @@ def openapi() -> Response:
 
 @functools.cache
 def openapi_document() -> dict[str, Any]:
-    text = resources.files("gateway").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    text = resources.files("gateway.web").joinpath("openapi.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
 
 

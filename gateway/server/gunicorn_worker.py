@@ -3,11 +3,9 @@
 The workers of one gunicorn share its listening socket, and whichever worker wakes first
 accepts a connection. Clients that keep their connections alive (a reverse proxy's
 upstream pool, a load generator, a service calling the gateway) then stay where they
-landed: in the benchmark's 32 connections over 2 workers, splits from 16/16 to 6/26
-were seen, the split held for the whole run, and the crowded worker's clients waited
-the longest. Measured here (20 s rounds of 32 single-image clients, Cassandra storing
-every prediction, gunicorn's own gevent worker): p99 187-199 ms in the three rounds that
-happened to split 16/16, 202-293 ms in the other twelve.
+landed: the benchmark's 32 connections over 2 workers split anywhere from 16/16 to 6/26,
+the split held for the whole run, and the crowded worker's clients set the p99
+(docs/design.md has the measurement).
 
 So each worker counts its open connections in a table shared by the workers (anonymous
 shared memory set up in the master, before the fork). A worker holding at least two

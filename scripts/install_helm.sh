@@ -23,6 +23,9 @@ if [[ -x $dest ]] && "$dest" version --template '{{.Version}}' 2>/dev/null | gre
   exit 0
 fi
 command -v go >/dev/null || { echo "$0: the Go toolchain (go) is required" >&2; exit 1; }
+# Go's module and build caches beside the other cached builds (CI caches CACHE_DIR).
+cache=${CACHE_DIR:-$HOME/.cache/mnist-serving}
+export GOPATH=$cache/go GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build
 
 mkdir -p "$(dirname "$dest")"
 # Build beside the destination so the final mv is an atomic rename: a
@@ -38,7 +41,7 @@ for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
 done
 
 echo "Building helm $version (Kubernetes $k8s_major.$k8s_minor defaults) into $dest" >&2
-GOBIN=$tmp CGO_ENABLED=0 go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$version"
+GOBIN=$tmp CGO_ENABLED=0 nice -n 10 go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$version"
 
 built=$("$tmp/helm" version --template '{{.Version}}')
 if [[ $built != "$version" ]]; then

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -48,6 +48,14 @@ class Store(Protocol):
 
     def set_label(self, prediction_id: UUID, label: int) -> PredictionRecord | None:
         """Record the true label; returns the updated record, or None if the id is unknown."""
+        ...
+
+    def labelled(self, page_size: int = 500) -> Iterator[PredictionRecord]:
+        """Every record that has a label, in no particular order: what retraining reads.
+
+        Read ``page_size`` records at a time, so a caller can stream any number. Records
+        labelled while the iteration runs may or may not be included.
+        """
         ...
 
     def ping(self) -> None:

@@ -10,7 +10,7 @@ acknowledged that the store did not take.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from uuid import UUID
 
 from gateway import errors
@@ -82,6 +82,9 @@ class BatchingStore:
 
     def set_label(self, prediction_id: UUID, label: int) -> PredictionRecord | None:
         return self._inner.set_label(prediction_id, label)
+
+    def labelled(self, page_size: int = 500) -> Iterator[PredictionRecord]:
+        return self._inner.labelled(page_size)
 
     def ping(self) -> None:
         self._inner.ping()

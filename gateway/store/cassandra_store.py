@@ -145,6 +145,7 @@ class _Statements:
     select_days: PreparedStatement
     select_days_before: PreparedStatement
     update_label: PreparedStatement
+    select_day_labelled: PreparedStatement
     ping: PreparedStatement
 
     @classmethod
@@ -168,6 +169,8 @@ class _Statements:
             update_label=session.prepare(
                 f"UPDATE {predictions} SET label = ?, labelled_at = ? WHERE day = ? AND id = ?"
             ),
+            # Filtering within one partition: the node reads the day, sends the labelled rows.
+            select_day_labelled=session.prepare(f"{select} AND label >= 0 ALLOW FILTERING"),
             ping=session.prepare("SELECT release_version FROM system.local"),
         )
         statements.select_days.fetch_size = DAYS_FETCH_SIZE
@@ -192,8 +195,11 @@ class _Connection:
 
 
 class CassandraStore:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, create_schema: bool = True) -> None:
+        """``create_schema=False`` for readers whose role may only read (retraining): the
+        keyspace and tables must exist, and creating them would need more than SELECT."""
         self._config = config
+        self._create_schema = create_schema
         self._keyspace = keyspace_name(config)  # a bad name fails at start-up, not per call
         self._lock = threading.Lock()
         self._connection: _Connection | None = None
@@ -252,6 +258,19 @@ class CassandraStore:
             )
         return replace(record, label=label, labelled_at=labelled_at)
 
+    def labelled(self, page_size: int = 500) -> Iterator[PredictionRecord]:
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
+        connection = self._connect()
+        session, statements = connection.session, connection.statements
+        # Day by day, newest first; the driver fetches each day's rows a page at a time.
+        with unavailable_on_driver_errors():
+            for day_row in session.execute(statements.select_days, (DAYS_PARTITION,)):
+                query = statements.select_day_labelled.bind((day_row.day.date(),))
+                query.fetch_size = page_size
+                for row in session.execute(query):
+                    yield _from_row(row)
+
     def ping(self) -> None:
         connection = self._connect()
         with unavailable_on_driver_errors():
@@ -279,7 +298,8 @@ class CassandraStore:
         try:
             with unavailable_on_driver_errors():
                 session = cluster.connect()
-                apply_schema(session, self._config)
+                if self._create_schema:
+                    apply_schema(session, self._config)
                 statements = _Statements.prepare(session, self._keyspace)
         except BaseException:
             cluster.shutdown()

@@ -104,6 +104,9 @@ CREATE TABLE IF NOT EXISTS predictions (
     labelled_at_ms INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS predictions_newest_first ON predictions (id_time DESC, id DESC);
+-- Retraining reads the labelled records only.
+CREATE INDEX IF NOT EXISTS predictions_labelled ON predictions (id_time, id)
+    WHERE label IS NOT NULL;
 """
 
 

@@ -83,6 +83,23 @@ class SqliteStore:
             row = db.execute(f"{_SELECT} WHERE id = ?", (prediction_id.bytes,)).fetchone()
         return None if row is None else _from_row(row)
 
+    def labelled(self, page_size: int = 500) -> Iterator[PredictionRecord]:
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
+        # Oldest first, a page per transaction: the lock is not held while the caller works.
+        query = (
+            f"{_SELECT} WHERE label IS NOT NULL AND (id_time, id) > (?, ?) "
+            "ORDER BY id_time, id LIMIT ?"
+        )
+        after: tuple[int, bytes] = (-1, b"")
+        while True:
+            with self._transaction() as db:
+                rows = db.execute(query, (*after, page_size)).fetchall()
+            yield from (_from_row(row) for row in rows)
+            if len(rows) < page_size:
+                return
+            after = (rows[-1][1], rows[-1][0])
+
     def ping(self) -> None:
         with self._transaction() as db:
             db.execute("SELECT 1").fetchone()

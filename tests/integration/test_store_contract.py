@@ -234,6 +234,38 @@ def test_set_label_of_an_unknown_id_is_none_and_creates_nothing(store: Store) ->
     assert store.list(10).records == []
 
 
+def test_labelled_yields_every_labelled_record_and_nothing_else(store: Store) -> None:
+    times = [DAY - timedelta(days=9), DAY - timedelta(days=1), DAY, DAY + timedelta(hours=3)]
+    saved = [make_record(at, sequence) for at in times for sequence in range(3)]
+    for index in range(0, len(saved), 3):  # one request per time
+        store.save_many(saved[index : index + 3])
+    expected = {}
+    for index, record in enumerate(saved):
+        if index % 3 != 1:  # every day keeps an unlabelled record among labelled ones
+            labelled = store.set_label(record.id, index % 10)
+            assert labelled is not None
+            expected[record.id] = labelled
+
+    for page_size in (1, 2, 500):
+        found = list(store.labelled(page_size=page_size))
+
+        assert len(found) == len(expected)
+        assert {record.id: record for record in found} == expected
+
+
+def test_labelled_reads_labels_saved_with_the_record(store: Store) -> None:
+    labelled = make_record(DAY, 0, label=3, labelled_at=DAY + timedelta(minutes=1))
+    store.save_many([labelled, make_record(DAY, 1)])
+
+    assert list(store.labelled()) == [labelled]
+
+
+def test_labelled_of_a_store_without_labels_is_empty(store: Store) -> None:
+    assert list(store.labelled()) == []
+    store.save_many([make_record(DAY, sequence) for sequence in range(3)])
+    assert list(store.labelled()) == []
+
+
 # --- operations ----------------------------------------------------------------------
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from gateway.store.stats import Stats
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,11 @@ class Store(Protocol):
         Read ``page_size`` records at a time, so a caller can stream any number. Records
         labelled while the iteration runs may or may not be included.
         """
+        ...
+
+    def stats(self, since: datetime, until: datetime, bucket_seconds: int) -> Stats:
+        """Aggregates of the predictions made in [since, until) (timezone-aware), with
+        their count per ``bucket_seconds`` from ``since``: see ``gateway.store.stats``."""
         ...
 
     def ping(self) -> None:

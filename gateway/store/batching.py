@@ -11,12 +11,14 @@ acknowledged that the store did not take.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from uuid import UUID
 
 from gateway import errors
 from gateway.concurrency.coalescing import Coalescer
 from gateway.store.base import Page, PredictionRecord, Store
 from gateway.store.ids import id_day
+from gateway.store.stats import Stats
 from gateway.store.validation import check_records
 
 Records = Sequence[PredictionRecord]
@@ -85,6 +87,9 @@ class BatchingStore:
 
     def labelled(self, page_size: int = 500) -> Iterator[PredictionRecord]:
         return self._inner.labelled(page_size)
+
+    def stats(self, since: datetime, until: datetime, bucket_seconds: int) -> Stats:
+        return self._inner.stats(since, until, bucket_seconds)
 
     def ping(self) -> None:
         self._inner.ping()

@@ -56,6 +56,7 @@ from gateway.store.schema import (
     apply_schema,
     keyspace_name,
 )
+from gateway.store.stats import Stats, StatsBuilder
 from gateway.store.validation import check_records
 
 # Reconnect to a node that went down after 0.5 s, 1 s, 2 s ... but never wait longer
@@ -146,6 +147,8 @@ class _Statements:
     select_days_before: PreparedStatement
     update_label: PreparedStatement
     select_day_labelled: PreparedStatement
+    select_days_between: PreparedStatement
+    select_stats: PreparedStatement
     ping: PreparedStatement
 
     @classmethod
@@ -171,6 +174,14 @@ class _Statements:
             ),
             # Filtering within one partition: the node reads the day, sends the labelled rows.
             select_day_labelled=session.prepare(f"{select} AND label >= 0 ALLOW FILTERING"),
+            select_days_between=session.prepare(
+                f"SELECT day FROM {days} WHERE days_partition = ? AND day >= ? AND day <= ?"
+            ),
+            # One day's slice of a stats window, by the clustering column (the id's time).
+            select_stats=session.prepare(
+                "SELECT created_at, digit, label, latency_ms, model_name, model_version "
+                f"FROM {predictions} WHERE day = ? AND id >= minTimeuuid(?) AND id < minTimeuuid(?)"
+            ),
             ping=session.prepare("SELECT release_version FROM system.local"),
         )
         statements.select_days.fetch_size = DAYS_FETCH_SIZE
@@ -270,6 +281,28 @@ class CassandraStore:
                 query.fetch_size = page_size
                 for row in session.execute(query):
                     yield _from_row(row)
+
+    def stats(self, since: datetime, until: datetime, bucket_seconds: int) -> Stats:
+        builder = StatsBuilder(since, until, bucket_seconds)
+        connection = self._connect()
+        session, statements = connection.session, connection.statements
+        first_day, last_day = since.astimezone(UTC).date(), until.astimezone(UTC).date()
+        with unavailable_on_driver_errors():
+            days = session.execute(
+                statements.select_days_between, (DAYS_PARTITION, first_day, last_day)
+            )
+            for day_row in list(days):
+                rows = session.execute(statements.select_stats, (day_row.day.date(), since, until))
+                for row in rows:
+                    builder.add(
+                        _utc(row.created_at),
+                        row.digit,
+                        row.label,
+                        row.latency_ms,
+                        row.model_name,
+                        row.model_version,
+                    )
+        return builder.build()
 
     def ping(self) -> None:
         connection = self._connect()

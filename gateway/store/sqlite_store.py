@@ -25,7 +25,9 @@ from uuid import UUID
 from gateway.errors import StoreUnavailable
 from gateway.store.base import Page, PredictionRecord
 from gateway.store.cursor import decode_cursor, encode_cursor
+from gateway.store.ids import new_prediction_id
 from gateway.store.schema import SQLITE_COLUMNS, SQLITE_SCHEMA
+from gateway.store.stats import Stats, StatsBuilder
 from gateway.store.validation import check_records
 
 BUSY_TIMEOUT_MS = 5000
@@ -39,6 +41,10 @@ _INSERT = (
     f"VALUES ({', '.join('?' * len(SQLITE_COLUMNS))})"
 )
 _SELECT = f"SELECT {', '.join(SQLITE_COLUMNS)} FROM predictions"
+_SELECT_STATS = (
+    "SELECT created_at_ms, digit, label, latency_ms, model_name, model_version "
+    "FROM predictions WHERE id_time >= ? AND id_time < ?"
+)
 
 
 class SqliteStore:
@@ -99,6 +105,15 @@ class SqliteStore:
             if len(rows) < page_size:
                 return
             after = (rows[-1][1], rows[-1][0])
+
+    def stats(self, since: datetime, until: datetime, bucket_seconds: int) -> Stats:
+        builder = StatsBuilder(since, until, bucket_seconds)
+        # The window through the time index: the id's time is the record's millisecond.
+        bounds = (new_prediction_id(since).time, new_prediction_id(until).time)
+        with self._transaction() as db:
+            for created_at_ms, *rest in db.execute(_SELECT_STATS, bounds):
+                builder.add(_from_ms(created_at_ms), *rest)
+        return builder.build()
 
     def ping(self) -> None:
         with self._transaction() as db:

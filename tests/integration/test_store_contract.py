@@ -307,3 +307,74 @@ def test_a_store_used_before_a_fork_works_in_the_child(store: Store) -> None:
 
     assert child.exitcode == 0
     assert store.get(child_record.id) == child_record
+
+
+# --- stats ---------------------------------------------------------------------------
+
+
+def test_stats_aggregate_the_window_and_nothing_outside_it(store: Store) -> None:
+    since = datetime(2024, 3, 4, 22, 0, tzinfo=UTC)  # the window spans midnight (two days)
+    until = since + timedelta(hours=4)
+    inside = [
+        # (offset, digit, label, latency_ms, model_version)
+        (timedelta(minutes=5), 7, 7, 10.0, "3"),
+        (timedelta(minutes=30), 7, 1, 20.0, "3"),
+        (timedelta(minutes=59, seconds=59, milliseconds=999), 1, None, 30.0, "3"),
+        (timedelta(hours=2, minutes=1), 0, 0, 40.0, "4"),  # after midnight
+        (timedelta(hours=3, minutes=59), 9, None, 50.0, "4"),
+    ]
+    records = [
+        make_record(since + offset, 0, digit=digit, label=label, latency_ms=ms, model_version=v)
+        for offset, digit, label, ms, v in inside
+    ]
+    outside = [
+        make_record(since - timedelta(milliseconds=1), 0, digit=5, label=5),
+        make_record(until, 0, digit=5),
+        make_record(until + timedelta(days=1), 0, digit=5),
+    ]
+    for record in records + outside:
+        store.save_many([record])
+
+    stats = store.stats(since, until, bucket_seconds=3600)
+
+    assert (stats.since, stats.until, stats.bucket_seconds) == (since, until, 3600)
+    assert stats.predictions == 5
+    assert stats.per_bucket == (3, 0, 1, 1)
+    assert stats.digits == (1, 1, 0, 0, 0, 0, 0, 2, 0, 1)
+    assert (stats.labelled, stats.correct) == (3, 2)
+    expected_confusion = [[0] * 10 for _ in range(10)]
+    expected_confusion[7][7] = expected_confusion[1][7] = expected_confusion[0][0] = 1
+    assert stats.confusion == tuple(tuple(row) for row in expected_confusion)
+    assert stats.latency_ms == {"p50": 30.0, "p90": 50.0, "p99": 50.0, "max": 50.0}
+    assert [
+        (m.model_name, m.model_version, m.predictions, m.first_at, m.last_at)
+        for m in stats.model_versions
+    ] == [
+        ("mnist", "4", 2, records[3].created_at, records[4].created_at),
+        ("mnist", "3", 3, records[0].created_at, records[2].created_at),
+    ]
+
+
+def test_stats_count_feedback_given_after_the_prediction(store: Store) -> None:
+    record = make_record(DAY, 0, digit=3)
+    store.save_many([record])
+    window = (DAY - timedelta(hours=1), DAY + timedelta(hours=1), 600)
+    assert store.stats(*window).labelled == 0
+
+    store.set_label(record.id, 8)
+
+    stats = store.stats(*window)
+    assert (stats.labelled, stats.correct, stats.confusion[8][3]) == (1, 0, 1)
+
+
+def test_stats_of_an_empty_window_are_zero(store: Store) -> None:
+    store.save_many([make_record(DAY)])
+
+    stats = store.stats(DAY + timedelta(days=1), DAY + timedelta(days=2), bucket_seconds=86400)
+
+    assert stats.predictions == 0
+    assert stats.per_bucket == (0,)
+    assert stats.digits == (0,) * 10
+    assert (stats.labelled, stats.correct) == (0, 0)
+    assert stats.latency_ms is None
+    assert stats.model_versions == ()

@@ -57,3 +57,14 @@ def available_versions(base_dir: Path) -> list[int]:
         for version in version_numbers(base_dir)
         if (Path(base_dir) / str(version) / SAVED_MODEL_FILE).is_file()
     ]
+
+
+# A training run's result: one JSON object that `python -m training --result-file` writes and
+# mnistctl reads. In a Kubernetes container the file is the container's termination message
+# (the kubelet keeps it in the pod's status, readable through the API without exec'ing into
+# anything), so it must stay under the kubelet's 4096-byte limit.
+TERMINATION_LOG = Path("/dev/termination-log")
+RESULT_MAX_BYTES = 4096
+RESULT_EXPORTED = "exported"  # {"result", "version", "test_accuracy", "min_accuracy", ...}
+RESULT_REFUSED = "refused"  # below --min-accuracy: nothing exported
+RESULT_DATA_ERROR = "data_error"  # MNIST could not be loaded: {"result", "error"}

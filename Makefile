@@ -22,14 +22,21 @@ export MNIST_DATA_DIR CACHE_DIR STATE_DIR HELM TF_CPP_MIN_LOG_LEVEL
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.installed: pyproject.toml
+# The venv is the lock: rebuilt from scratch whenever the lock (or pyproject.toml) changes,
+# every package at its locked version and hash, then the project itself on top (editable).
+$(VENV)/.installed: pyproject.toml requirements/dev.txt requirements/build.txt
+	rm -rf $(VENV)
 	$(PYTHON_BASE) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt -r requirements/build.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## Create .venv with every extra installed (gateway, model, train, dev)
+venv: $(VENV)/.installed ## Create .venv from the lock (requirements/dev.txt: every extra)
+
+.PHONY: lock
+lock: | $(VENV)/.installed ## Re-resolve requirements/*.txt from pyproject.toml with uv (exact versions with hashes)
+	scripts/lock.sh $(VENV)/bin/uv
 
 .PHONY: run
 run: venv ## Serve the gateway locally (in-process model, SQLite); trains a quick model first if none

@@ -53,8 +53,16 @@ format: venv ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff format .
 
 .PHONY: test
-test: venv lint cassandra-up helm ## Lint, start Cassandra, build Helm, run the whole pytest suite
+test: venv lint cassandra-up helm browser-tools ## Lint, start Cassandra, build Helm, run the whole pytest suite
 	$(PY) -m pytest
+
+.PHONY: browser-tools
+browser-tools: ## Chromium and chromedriver (Debian packages) and axe-core (npm ci) for the browser tests
+	scripts/install_browser_tools.sh
+
+.PHONY: test-browser
+test-browser: venv browser-tools ## The page in headless Chromium and the API's schemathesis run; screenshots in .cache/screenshots/
+	$(PY) -m pytest tests/browser tests/integration/test_api_conformance.py
 
 .PHONY: cassandra-up
 cassandra-up: venv ## Start one local Cassandra 5.0 node on 127.0.0.1:9042 (idempotent)

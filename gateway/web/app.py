@@ -52,13 +52,30 @@ def _register_error_handlers(app: Flask) -> None:
     def http_error(error: HTTPException) -> tuple[Response, int]:
         status = error.code or 500
         code = _HTTP_ERROR_CODES.get(status) or (error.name or "error").lower().replace(" ", "_")
-        return jsonify(error={"code": code, "message": error.description}), status
+        message = error.description
+        if status == 413:
+            limit = services().config.max_upload_bytes
+            message = f"the upload is larger than the {_size(limit)} limit"
+        response = jsonify(error={"code": code, "message": message})
+        # Werkzeug's own headers for the error: Allow on a 405 (RFC 9110), for one.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> tuple[Response, int]:
         log.exception("unhandled error")
         body = {"error": {"code": "internal_error", "message": "internal server error"}}
         return jsonify(body), 500
+
+
+def _size(limit: int) -> str:
+    """A byte count as people say it: 10 MB, 512 KB, 300 bytes."""
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if limit >= factor:
+            return f"{limit / factor:.3g} {unit}"
+    return f"{limit} bytes"
 
 
 def _register_request_metrics(app: Flask) -> None:

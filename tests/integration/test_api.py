@@ -245,6 +245,8 @@ def test_one_bad_image_in_a_batch_stores_none_of_it(gateway, digits):
     [
         ({"label": 10}, 422, "invalid_label"),
         ({"label": "3"}, 422, "invalid_label"),
+        ({"label": 7.5}, 422, "invalid_label"),
+        ({"label": True}, 422, "invalid_label"),
         ({}, 400, "missing_field"),
     ],
 )
@@ -303,9 +305,11 @@ def test_upload_page_and_openapi(gateway):
     page = requests.get(gateway + "/", timeout=10)
     assert page.status_code == 200
     assert 'type="file"' in page.text and "app.js" in page.text
-    assert (
-        "The number in the picture is" in requests.get(gateway + "/static/app.js", timeout=10).text
-    )
+    assert "/input.png" in requests.get(gateway + "/static/app.js", timeout=10).text
+    icon = requests.get(gateway + "/favicon.ico", timeout=10)
+    assert icon.status_code == 200
+    assert icon.headers["Content-Type"].startswith("image/svg+xml")
+    assert icon.text.startswith("<svg")
 
     document = requests.get(gateway + "/api/v1/openapi.json", timeout=10).json()
     assert document["openapi"].startswith("3.")
@@ -333,3 +337,94 @@ def test_no_model_yet_means_not_ready_and_503(tmp_path, digits):
         assert_error(response, 503, "model_unavailable")
         assert int(response.headers["Retry-After"]) > 0
         assert stored_count(url) == 0
+
+
+def test_an_integral_number_is_a_label(gateway, digits):
+    prediction = requests.post(
+        gateway + API, files={"file": ("f.png", encode(digits[0][7]))}, timeout=30
+    ).json()["predictions"][0]
+
+    response = requests.post(
+        f"{gateway}{API}/{prediction['id']}/feedback", json={"label": 7.0}, timeout=10
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["label"] == 7
+    assert isinstance(response.json()["label"], int)
+
+
+def test_the_input_the_model_saw_is_served_as_a_png(gateway, digits):
+    upload = paper_photo(digits[0][8])
+    prediction = requests.post(
+        gateway + API, files={"file": ("photo.jpg", upload)}, timeout=30
+    ).json()["predictions"][0]
+
+    response = requests.get(f"{gateway}{API}/{prediction['id']}/input.png", timeout=10)
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "image/png"
+    assert "immutable" in response.headers["Cache-Control"]
+    image = Image.open(io.BytesIO(response.content))
+    assert (image.size, image.mode) == ((28, 28), "L")
+    expected = preprocess(upload, max_pixels=4_000_000).reshape(28, 28) * 255
+    expected = expected.round().astype(np.uint8)
+    assert np.abs(np.asarray(image).astype(int) - expected).max() <= 1
+    unknown = "5a4f6f8e-0000-11f0-8000-000000000001"
+    assert_error(requests.get(f"{gateway}{API}/{unknown}/input.png", timeout=10), 404, "not_found")
+
+
+def test_stats_are_the_stores_aggregates_of_the_window(gateway, digits):
+    before = requests.get(gateway + "/api/v1/stats", params={"days": 1}, timeout=10).json()
+    prediction = requests.post(
+        gateway + API, files={"file": ("s.png", encode(digits[0][9]))}, timeout=30
+    ).json()["predictions"][0]
+    wrong = (prediction["digit"] + 1) % 10
+    requests.post(f"{gateway}{API}/{prediction['id']}/feedback", json={"label": wrong}, timeout=10)
+
+    response = requests.get(gateway + "/api/v1/stats", params={"days": 1}, timeout=10)
+
+    assert response.status_code == 200
+    stats = response.json()
+    schema_validator("Stats").validate(stats)
+    assert stats["bucket_seconds"] == 3600 and len(stats["per_bucket"]) == 24
+    assert stats["predictions"] == before["predictions"] + 1 == sum(stats["per_bucket"])
+    assert stats["digits"][prediction["digit"]] == before["digits"][prediction["digit"]] + 1
+    assert stats["labelled"] == before["labelled"] + 1
+    assert stats["confusion"][wrong][prediction["digit"]] >= 1
+    assert stats["accuracy"] == stats["correct"] / stats["labelled"]
+    assert stats["latency_ms"]["p50"] <= stats["latency_ms"]["p99"] <= stats["latency_ms"]["max"]
+    assert [(m["model_name"], m["model_version"]) for m in stats["model_versions"]] == [
+        ("mnist", "1")
+    ]
+    week = requests.get(gateway + "/api/v1/stats", timeout=10).json()
+    assert week["bucket_seconds"] == 86400 and len(week["per_bucket"]) == 7
+    for days in ("0", "91", "x", "²"):
+        assert_error(
+            requests.get(gateway + "/api/v1/stats", params={"days": days}, timeout=10),
+            400,
+            "invalid_days",
+        )
+
+
+def test_every_405_says_which_methods_are_allowed(gateway):
+    paths = {
+        "/api/v1/predictions": {"GET", "POST"},
+        "/api/v1/predictions/5a4f6f8e-0000-11f0-8000-000000000001": {"GET"},
+        "/api/v1/stats": {"GET"},
+        "/healthz": {"GET"},
+    }
+    for path, allowed in paths.items():
+        for method in ("PUT", "DELETE", "PATCH", "TRACE"):
+            response = requests.request(method, gateway + path, timeout=10)
+            assert response.status_code == 405, (method, path)
+            assert allowed <= {m.strip() for m in response.headers["Allow"].split(",")}
+            schema_validator("Error").validate(response.json())
+
+
+def test_an_upload_over_the_size_limit_is_refused_in_plain_words(gateway):
+    response = requests.post(
+        gateway + API, files={"file": ("big.png", b"\0" * (3 * 1024 * 1024))}, timeout=30
+    )
+
+    assert_error(response, 413, "payload_too_large")
+    assert response.json()["error"]["message"] == "the upload is larger than the 2 MB limit"

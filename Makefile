@@ -13,10 +13,13 @@ STATE_DIR   ?= .cache
 MNIST_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist/SHA256SUMS),$(abspath ../shared/data/mnist),)
 HELM_VERSION ?= v3.19.0
 HELM        := $(CACHE_DIR)/helm-$(HELM_VERSION)/helm
+HELM_DOCS_VERSION ?= v1.14.2
+HELM_DOCS   := $(CACHE_DIR)/helm-docs-$(HELM_DOCS_VERSION)/helm-docs
 
 # TensorFlow: keep its C++ start-up chatter (CUDA probing on a CPU machine) out of the output.
 TF_CPP_MIN_LOG_LEVEL ?= 2
 export MNIST_DATA_DIR CACHE_DIR STATE_DIR HELM TF_CPP_MIN_LOG_LEVEL
+export HELM_DOCS
 
 .PHONY: help
 help: ## Show this help
@@ -53,7 +56,7 @@ format: venv ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff format .
 
 .PHONY: test
-test: venv lint cassandra-up helm browser-tools ## Lint, start Cassandra, build Helm, run the whole pytest suite
+test: venv lint cassandra-up helm helm-docs browser-tools ## Lint, start Cassandra, build Helm and helm-docs, run the whole pytest suite
 	$(PY) -m pytest
 
 .PHONY: browser-tools
@@ -78,9 +81,16 @@ helm: $(HELM) ## Build the pinned Helm CLI from the Go module proxy into the cac
 $(HELM):
 	scripts/install_helm.sh $(HELM_VERSION) $(HELM)
 
+.PHONY: helm-docs
+helm-docs: $(HELM_DOCS) ## Build the pinned helm-docs from the Go module proxy into the cache
+
+$(HELM_DOCS):
+	scripts/install_helm_docs.sh $(HELM_DOCS_VERSION) $(HELM_DOCS)
+
 .PHONY: manifests
-manifests: helm ## Render k8s/ manifests from the Helm chart
+manifests: helm helm-docs ## Render k8s/ manifests and helm/mnist/README.md from the Helm chart
 	$(PY) scripts/render_manifests.py
+	$(HELM_DOCS) --chart-search-root helm --log-level warning
 
 .PHONY: bench
 bench: bench-train bench-preprocess bench-model bench-gateway ## Run every benchmark

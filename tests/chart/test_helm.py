@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from tests.chart.conftest import (
@@ -40,10 +42,25 @@ def test_template_renders_every_component(rendered, scenario):
     assert ("cassandra" in components) == (scenario != "external-cassandra")
 
 
-def test_passwords_are_required_without_an_existing_secret(helm):
-    result = template(helm, check=False)
-    assert result.returncode != 0
-    assert "cassandra.auth.existingSecret" in result.stderr
+def test_bare_install_generates_passwords_and_keeps_their_secret(helm):
+    (secret,) = [o for o in parse(template(helm).stdout) if o["kind"] == "Secret"]
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    passwords = [base64.b64decode(v).decode() for v in secret["data"].values()]
+    assert len(passwords) == 2 and passwords[0] != passwords[1]
+    assert all(len(p) == 32 and p.isalnum() for p in passwords)
+
+
+def test_given_passwords_win_over_generated_ones(helm):
+    (secret,) = [o for o in parse(template(helm, *CREDENTIALS).stdout) if o["kind"] == "Secret"]
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == {"cassandra-password": "app", "cassandra-admin-password": "admin"}
+
+
+def test_external_cassandra_needs_a_password_or_an_existing_secret(helm):
+    external = ("--set", "cassandra.enabled=false", "--set", "cassandra.external.hosts={db}")
+    result = template(helm, *external, check=False)
+    assert result.returncode != 0 and "cassandra.auth.existingSecret" in result.stderr
+    assert template(helm, *external, "--set", "cassandra.auth.password=p").returncode == 0
 
 
 def test_schema_rejects_latest_tags_and_unknown_keys(helm):

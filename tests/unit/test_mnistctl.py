@@ -420,3 +420,106 @@ def test_a_run_summary_matches_the_documented_shape():
     data = {"release": "mnist", "namespace": "n", "job": "j", "template": "job/x",
             "args": [], "run": run}  # fmt: skip
     schema_validator("retrain").validate(data)
+
+
+# ---------- tables, from documented shapes ----------
+
+
+def _status_data() -> dict:
+    policy = {"type": "latest", "latest_count": 1, "versions": None, "labels": {}, "text": "latest"}
+    pinned = {"type": "specific", "latest_count": None, "versions": [1], "labels": {},
+              "text": "versions 1"}  # fmt: skip
+    run = {"job": "mnist-retrain-1", "created_by": "mnistctl", "state": "Failed",
+           "started": "2026-01-01T00:00:00Z", "finished": "2026-01-01T00:05:00Z",
+           "result": "refused", "version": None, "test_accuracy": 0.95, "min_accuracy": 0.97,
+           "epochs": 3, "arch": "compact",
+           "message": "quality gate refused the model"}  # fmt: skip
+    return {
+        "release": "mnist",
+        "namespace": "ops",
+        "healthy": False,
+        "components": [
+            {
+                "component": "gateway",
+                "kind": "Deployment",
+                "name": "mnist-gateway",
+                "desired": 2,
+                "ready": 1,
+                "updated": 2,
+                "healthy": False,
+                "reasons": ["mnist-gateway-x: gateway: CrashLoopBackOff"],
+            },
+        ],
+        "autoscalers": [
+            {
+                "component": "serving",
+                "name": "mnist-serving",
+                "min": 2,
+                "max": 6,
+                "current": 2,
+                "desired": 2,
+                "cpu_percent": None,
+                "problems": ["ScalingActive: FailedGetResourceMetric"],
+            },
+        ],
+        "cassandra_nodes": [
+            {"pod": "mnist-cassandra-0", "status": "UN", "node": "n1", "reason": None}
+        ],
+        "serving": {
+            "config_map": "mnist-serving-models",
+            "model": "mnist",
+            "policy": pinned,
+            "release_policy": policy,
+            "pinned": 1,
+            "expected_versions": [1],
+        },
+        "versions": [
+            {
+                "version": 1,
+                "test_accuracy": 0.9812,
+                "arch": "compact",
+                "epochs": 3,
+                "job": "mnist-training-abc",
+                "trained": "2026-01-01T00:00:00Z",
+                "configured": True,
+                "live_state": "AVAILABLE",
+            },
+        ],
+        "training": {
+            "runs": [run],
+            "cronjobs": [
+                {
+                    "name": "mnist-retrain",
+                    "schedule": "0 3 * * 0",
+                    "suspended": True,
+                    "last_schedule": None,
+                }
+            ],
+        },
+        "live": {
+            "tf_serving": {
+                "reachable": True,
+                "error": None,
+                "versions": [{"version": 1, "state": "AVAILABLE", "error": None}],
+            },
+            "gateway": {"reachable": True, "ready": True, "model_version": 1, "detail": None},
+        },
+    }
+
+
+def test_status_table_shows_problems_pin_and_live_state():
+    from mnistctl.status import models_table, status_table
+
+    data = _status_data()
+    schema_validator("status").validate(data)
+    text = status_table(data)
+    assert text.startswith("Release mnist in namespace ops: NOT HEALTHY\n")
+    assert "  gateway: mnist-gateway-x: gateway: CrashLoopBackOff" in text
+    assert "  mnist-serving: ScalingActive: FailedGetResourceMetric" in text
+    assert "pinned by mnistctl to 1 (the release asks for latest)" in text
+    assert "TF Serving: 1 AVAILABLE" in text and "Gateway: ready, model version 1" in text
+    assert "quality gate refused the model" in text
+    assert "CronJob mnist-retrain: 0 3 * * 0 (suspended)" in text
+    models = {k: data[k] for k in ("release", "namespace", "serving", "versions", "live")}
+    schema_validator("models").validate(models)
+    assert models_table(models).splitlines()[1].split()[:3] == ["1", "0.9812", "compact"]

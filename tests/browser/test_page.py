@@ -125,6 +125,23 @@ def draw_with_finger(driver: Chrome, digit: int) -> None:
         actions.perform()
 
 
+def record_states(driver: Chrome) -> None:
+    """Keep every (aria-busy, status class, status text) the result card goes through."""
+    driver.execute_script(
+        "window.__states = [];"
+        "const card = document.getElementById('result-card');"
+        "const status = document.getElementById('status');"
+        "const note = () => window.__states.push("
+        "  [card.getAttribute('aria-busy'), status.className, status.textContent]);"
+        "new MutationObserver(note).observe(card, {attributes: true, childList: true,"
+        "  characterData: true, subtree: true});"
+    )
+
+
+def recorded_states(driver: Chrome) -> list[list[str]]:
+    return driver.execute_script("return window.__states;")
+
+
 def wait_for_answer(driver: Chrome) -> str:
     def answered() -> str | None:
         if driver.find_element(By.ID, "error").is_displayed():
@@ -162,9 +179,12 @@ def test_drawn_digits_are_read_and_shown_with_what_the_model_saw(gateway, deskto
     for digit in (7, 0, 1):
         desktop.find_element(By.ID, "pad-clear").click()
         draw_with_mouse(desktop, digit)
+        record_states(desktop)
         desktop.find_element(By.ID, "pad-send").click()
 
         assert wait_for_answer(desktop) == str(digit)
+        # While the request ran: a busy result card, a spinner, a status that says so.
+        assert ["true", "status busy", "Reading your drawing…"] in recorded_states(desktop)
         status = desktop.find_element(By.ID, "status")
         assert status.get_attribute("role") == "status"
         assert status.text == f"The model reads {digit}."

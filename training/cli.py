@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from training.data import (
     DEFAULT_CACHE_DIR,
@@ -17,13 +20,27 @@ from training.data import (
     load_mnist,
 )
 from training.export import export_trained
+from training.feedback import (
+    DEFAULT_HOLDOUT_PERCENT,
+    DEFAULT_MAX_SHARE,
+    DEFAULT_WEIGHT,
+    Feedback,
+    feedback_metrics,
+    feedback_weights,
+    open_configured_store,
+    read_feedback,
+    saved_model_digits,
+    serving_version,
+)
 from training.model import ARCHITECTURES, DEFAULT_ARCH
-from training.train import make_reproducible, train
+from training.train import TrainedModel, accuracy, make_reproducible, train
 
 log = logging.getLogger("training")
 
 EXIT_DATA_ERROR = 1
 EXIT_BELOW_MIN_ACCURACY = 3
+# The new version reads the feedback holdout worse than the version it would replace.
+EXIT_FEEDBACK_REGRESSION = 4
 
 # --quick: a usable demo model in well under a minute on two CPU cores, for CI and `make run`
 # on a fresh machine (about 97% test accuracy, measured on the first 1,000 test images).
@@ -82,7 +99,50 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"{QUICK_TRAIN_EXAMPLES} training and {QUICK_TEST_EXAMPLES} test images, "
         f"{QUICK_EPOCHS} epochs: a demo model in seconds",
     )
+    feedback = parser.add_argument_group(
+        "feedback",
+        "train on the predictions users labelled too, read from the store the gateway writes "
+        "(its environment: CASSANDRA_* or SQLITE_PATH, see docs/configuration.md); a share of "
+        "them, chosen by id, is held out, and the run exports nothing unless it reads that "
+        "holdout at least as well as the version it would replace",
+    )
+    feedback.add_argument(
+        "--feedback", action="store_true", help="read labelled predictions from the store"
+    )
+    feedback.add_argument(
+        "--holdout-percent",
+        type=_percent,
+        default=DEFAULT_HOLDOUT_PERCENT,
+        help="share of the feedback held out, by id (default: %(default)s)",
+    )
+    feedback.add_argument(
+        "--feedback-weight",
+        type=float,
+        default=DEFAULT_WEIGHT,
+        help="what one feedback example weighs against one MNIST image (default: %(default)s)",
+    )
+    feedback.add_argument(
+        "--feedback-max-share",
+        type=float,
+        default=DEFAULT_MAX_SHARE,
+        help="per digit, the feedback claiming it weighs at most this share of MNIST's "
+        "training images of it, whatever its count: a burst of wrong labels stays noise "
+        "(default: %(default)s)",
+    )
+    feedback.add_argument(
+        "--compare-version",
+        type=_positive_int,
+        help="the version to beat on the holdout (default: the newest in --export-dir, "
+        "the one serving loads)",
+    )
     return parser.parse_args(argv)
+
+
+def _percent(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be 0-100, got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -105,6 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("cannot load MNIST: %s", error)
         return EXIT_DATA_ERROR
     train_split, test_split = _splits(mnist, quick=args.quick)
+    feedback, weights, by_source = None, None, {"mnist": len(train_split.labels)}
+    if args.feedback:
+        feedback = _read_feedback(args.holdout_percent)
+        if feedback is None:
+            return EXIT_DATA_ERROR
+        train_split, weights = _with_feedback(train_split, feedback, args)
+        by_source["feedback"] = len(feedback.train.labels)
     epochs = args.epochs or _default_epochs(args.arch, quick=args.quick)
 
     log.info(
@@ -123,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         # A live progress bar on a terminal; one line per epoch in logs (Jobs, CI, pipes).
         verbose=1 if sys.stdout.isatty() else 2,
+        sample_weight=weights,
     )
     log.info(
         "test accuracy %.4f on %d images after %.1f s of training",
@@ -138,9 +206,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_BELOW_MIN_ACCURACY
 
+    extra_metrics: dict[str, object] = {"train_examples_by_source": by_source}
+    if feedback is not None:
+        section, refusal = _holdout_gate(trained, feedback, weights, args)
+        extra_metrics["feedback"] = section
+        if refusal:
+            log.error("%s: nothing exported", refusal)
+            return EXIT_FEEDBACK_REGRESSION
+
     log.info("exporting to %s", args.export_dir)
     path = export_trained(
-        trained, args.export_dir, data_checksums=mnist.checksums, test_images=test_split.images
+        trained,
+        args.export_dir,
+        data_checksums=mnist.checksums,
+        test_images=test_split.images,
+        extra_metrics=extra_metrics,
     )
     print(f"exported {path} (test accuracy {trained.test_accuracy:.4f})")
     return 0
@@ -154,3 +234,92 @@ def _splits(mnist: Mnist, *, quick: bool) -> tuple[Split, Split]:
     if quick:
         return mnist.train.head(QUICK_TRAIN_EXAMPLES), mnist.test.head(QUICK_TEST_EXAMPLES)
     return mnist.train, mnist.test
+
+
+def _read_feedback(holdout_percent: int) -> Feedback | None:
+    """The store's labelled predictions, split; None (logged) when they cannot be read."""
+    # The gateway's modules: only a run with feedback needs them (and the Cassandra driver).
+    from gateway.config import ConfigError
+    from gateway.errors import StoreUnavailable
+
+    try:
+        store, source = open_configured_store()
+    except ConfigError as error:
+        log.error("cannot read feedback: %s", error)
+        return None
+    log.info("reading labelled predictions from %s", source)
+    try:
+        feedback = read_feedback(store, source, holdout_percent=holdout_percent)
+    except StoreUnavailable as error:
+        log.error("cannot read feedback: %s", error.message)
+        return None
+    finally:
+        store.close()
+    log.info(
+        "feedback: %d labelled (%d to train on, %d held out), newest label %s",
+        feedback.labelled,
+        len(feedback.train.labels),
+        len(feedback.holdout.labels),
+        feedback.snapshot.isoformat() if feedback.snapshot else "none",
+    )
+    return feedback
+
+
+def _with_feedback(train_split: Split, feedback: Feedback, args: argparse.Namespace):
+    """MNIST's training split with the feedback's train side appended, and every weight."""
+    weights = feedback_weights(
+        feedback.train.labels,
+        train_split.labels,
+        weight=args.feedback_weight,
+        max_share=args.feedback_max_share,
+    )
+    log.info(
+        "feedback weighs %.1f MNIST images in all (%.2f-%.2f each)",
+        weights.sum(),
+        weights.min(initial=math.inf) if len(weights) else 0.0,
+        weights.max(initial=0.0),
+    )
+    combined = Split(
+        images=np.concatenate([train_split.images, feedback.train.images]),
+        labels=np.concatenate([train_split.labels, feedback.train.labels]),
+    )
+    all_weights = np.concatenate([np.ones(len(train_split.labels), np.float32), weights])
+    return combined, all_weights
+
+
+def _holdout_gate(
+    trained: TrainedModel, feedback: Feedback, weights: np.ndarray, args: argparse.Namespace
+) -> tuple[dict, str | None]:
+    """The metrics.json feedback section, and why not to export (None: export).
+
+    The new version must read the holdout at least as well as the version it would replace
+    read the same examples. Without a holdout or an earlier version there is nothing to
+    compare, and MNIST's minimum is the only gate.
+    """
+    holdout_accuracy = accuracy(trained.model, feedback.holdout)
+    version = args.compare_version or serving_version(args.export_dir)
+    compared, refusal = None, None
+    if version is not None and holdout_accuracy is not None:
+        digits = saved_model_digits(args.export_dir / str(version), feedback.holdout.images)
+        theirs = float(np.mean(digits == feedback.holdout.labels))
+        compared = {"version": version, "holdout_accuracy": theirs}
+        log.info(
+            "feedback holdout (%d examples): %.4f, version %d: %.4f",
+            len(feedback.holdout.labels),
+            holdout_accuracy,
+            version,
+            theirs,
+        )
+        if holdout_accuracy < theirs:
+            refusal = (
+                f"feedback holdout accuracy {holdout_accuracy:.4f} is below version "
+                f"{version}'s {theirs:.4f} on the same {len(feedback.holdout.labels)} examples"
+            )
+    section = feedback_metrics(
+        feedback,
+        holdout_percent=args.holdout_percent,
+        weights=weights[len(weights) - len(feedback.train.labels) :],
+        holdout_accuracy=holdout_accuracy,
+        compared_against=compared,
+    )
+    return section, refusal

@@ -55,13 +55,15 @@ def export_trained(
     *,
     data_checksums: Mapping[str, str],
     test_images: np.ndarray,
+    extra_metrics: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Export a training run as the next version of ``base_dir``: its model, its metrics,
-    and warm-up requests built from the first of the images it was tested on."""
+    """Export a training run as the next version of ``base_dir``: its model, its metrics
+    (with ``extra_metrics`` added), and warm-up requests built from the first of the images
+    it was tested on."""
     return export_version(
         trained.model,
         base_dir,
-        metrics=trained.metrics(data_checksums),
+        metrics={**trained.metrics(data_checksums), **(extra_metrics or {})},
         warmup_batch=test_images[:WARMUP_EXAMPLES],
     )
 

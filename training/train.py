@@ -67,11 +67,13 @@ def train(
     batch_size: int = 128,
     seed: int | None = None,
     verbose: int = 0,
+    sample_weight: np.ndarray | None = None,
 ) -> TrainedModel:
     """Build, compile and fit ``arch``; report accuracy on ``test_split``.
 
     ``seed`` is only recorded: seeding is process-wide, so the caller does it
-    (``make_reproducible``) before building anything.
+    (``make_reproducible``) before building anything. ``sample_weight``, one per training
+    example, scales each example's loss (feedback weighs differently from MNIST).
     """
     model = build_model(arch)
     trainable = with_augmentation(model, arch)
@@ -85,6 +87,7 @@ def train(
     trainable.fit(
         train_split.images,
         train_split.labels,
+        sample_weight=sample_weight,
         batch_size=batch_size,
         epochs=epochs,
         shuffle=True,
@@ -104,6 +107,13 @@ def train(
         train_examples=len(train_split.images),
         test_examples=len(test_split.images),
     )
+
+
+def accuracy(model: keras.Model, split: Split, batch_size: int = 256) -> float | None:
+    """The share of ``split`` that ``model`` gets right; None for an empty split."""
+    if len(split.labels) == 0:
+        return None
+    return float(np.mean(_predict_digits(model, split.images, batch_size) == split.labels))
 
 
 def _predict_digits(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:

@@ -1,0 +1,199 @@
+"""``python -m training --feedback``: training on what users labelled, and the gate.
+
+Feedback is written to a real SQLite store the way the gateway writes it; training reads it
+through the gateway's configuration (SQLITE_PATH), trains for real on a small MNIST subset,
+and exports, or refuses and says why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.config import Config
+from gateway.store import make_store
+from mnist_contract import METRICS_FILE, version_numbers
+from tests.support.models import install_version
+from tests.support.records import make_record
+from training import cli
+from training.data import Split, load_mnist
+from training.feedback import in_holdout
+
+DAY = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The SQLite file the gateway's configuration names for this test."""
+    path = tmp_path / "predictions.sqlite3"
+    monkeypatch.delenv("CASSANDRA_HOSTS", raising=False)
+    monkeypatch.setenv("SQLITE_PATH", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_data_dir: Path):
+    return load_mnist(mnist_data_dir)
+
+
+def store_feedback(
+    path: Path, split: Split, labels: np.ndarray, *, model_version: str = "1", digits=None
+) -> list:
+    """Save ``split``'s images as labelled predictions (as the gateway plus feedback would)."""
+    images = np.rint(split.images[..., 0] * 255).astype(np.uint8)
+    records = [
+        make_record(
+            DAY + timedelta(seconds=index),
+            0,
+            input_image=image.tobytes(),
+            digit=int(label if digits is None else digits[index]),
+            model_version=model_version,
+            label=int(label),
+            labelled_at=DAY + timedelta(hours=2, seconds=index),
+        )
+        for index, (image, label) in enumerate(zip(images, labels, strict=True))
+    ]
+    store = make_store(Config(sqlite_path=path))
+    try:
+        store.save_many(records)
+    finally:
+        store.close()
+    return records
+
+
+def quick_mode(monkeypatch: pytest.MonkeyPatch, train: int, test: int) -> None:
+    monkeypatch.setattr(cli, "QUICK_TRAIN_EXAMPLES", train)
+    monkeypatch.setattr(cli, "QUICK_TEST_EXAMPLES", test)
+
+
+def run(export_dir: Path, mnist_data_dir: Path, *args: str) -> int:
+    return cli.main(
+        ["--export-dir", str(export_dir), "--data-dir", str(mnist_data_dir), "--quick", *args]
+    )
+
+
+def test_metrics_record_the_feedback_a_version_was_trained_on(
+    tmp_path, mnist, mnist_data_dir, store_path, monkeypatch
+):
+    quick_mode(monkeypatch, train=256, test=200)
+    source = Split(mnist.test.images[5000:5060], mnist.test.labels[5000:5060])
+    wrong_first = np.where(np.arange(60) < 20, (source.labels + 1) % 10, source.labels)
+    records = store_feedback(store_path, source, source.labels, digits=wrong_first)
+    records += store_feedback(
+        store_path,
+        Split(mnist.test.images[6000:6010], mnist.test.labels[6000:6010]),
+        mnist.test.labels[6000:6010],
+        model_version="2",
+    )
+    export_dir = tmp_path / "models"
+
+    code = run(export_dir, mnist_data_dir, "--epochs", "1", "--seed", "5", "--feedback")
+
+    assert code == 0
+    metrics = json.loads((export_dir / "1" / METRICS_FILE).read_text())
+    feedback = metrics["feedback"]
+    held = sum(in_holdout(record.id, 20) for record in records)
+    assert feedback["source"] == f"sqlite {store_path}"
+    assert feedback["labelled"] == 70
+    assert feedback["holdout_percent"] == 20
+    assert feedback["holdout_examples"] == held
+    assert feedback["train_examples"] == 70 - held
+    assert metrics["train_examples_by_source"] == {
+        "mnist": 256,
+        "feedback": feedback["train_examples"],
+    }
+    assert metrics["train_examples"] == 256 + feedback["train_examples"]
+    assert datetime.fromisoformat(feedback["snapshot"]) == DAY + timedelta(hours=2, seconds=59)
+    assert 0.0 <= feedback["holdout_accuracy"] <= 1.0
+    assert feedback["compared_against"] is None  # the first version has nothing to beat
+    assert feedback["accuracy_by_model_version"] == {
+        "1": {"labelled": 60, "correct": 40, "accuracy": 40 / 60},
+        "2": {"labelled": 10, "correct": 10, "accuracy": 1.0},
+    }
+    assert 0 < feedback["train_weight_total"] <= 4.0 * feedback["train_examples"]
+
+
+def test_a_version_that_reads_the_holdout_worse_is_not_exported_and_says_why(
+    tmp_path, mnist, mnist_data_dir, exported_model_dir, store_path, monkeypatch, caplog
+):
+    # Serving: the session's model (thousands of images, two epochs). The new run: one
+    # epoch on 256 images, far worse on the same held-out feedback.
+    export_dir = tmp_path / "models"
+    install_version(exported_model_dir / "1", export_dir, 1)
+    source = Split(mnist.test.images[7000:7200], mnist.test.labels[7000:7200])
+    store_feedback(store_path, source, source.labels)
+    quick_mode(monkeypatch, train=256, test=200)
+
+    with caplog.at_level(logging.INFO, logger="training"):
+        code = run(
+            export_dir,
+            mnist_data_dir,
+            "--epochs",
+            "1",
+            "--seed",
+            "5",
+            "--feedback",
+            "--holdout-percent",
+            "50",
+        )
+
+    assert code == cli.EXIT_FEEDBACK_REGRESSION == 4
+    assert version_numbers(export_dir) == [1]
+    refusal = [r.message for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(refusal) == 1
+    assert "feedback holdout accuracy" in refusal[0]
+    assert "is below version 1's" in refusal[0]
+    assert refusal[0].endswith("examples: nothing exported")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("weighting", "exported"),
+    [
+        ([], True),  # the default cap: 2% of MNIST's ones
+        (["--feedback-max-share", "100", "--feedback-weight", "20"], False),  # no cap
+    ],
+    ids=["capped", "uncapped"],
+)
+def test_a_burst_of_200_mislabels_cannot_pull_mnist_under_the_minimum(
+    tmp_path, mnist, mnist_data_dir, store_path, monkeypatch, caplog, weighting, exported
+):
+    # 200 training digits that are not ones, all labelled "1": a deliberate burst on one
+    # class. MNIST's first 3,000 images are the run's own training set; these come after.
+    not_ones = np.flatnonzero(mnist.train.labels[10_000:] != 1)[:200] + 10_000
+    burst = Split(mnist.train.images[not_ones], mnist.train.labels[not_ones])
+    store_feedback(store_path, burst, np.ones(200, dtype=np.uint8))
+    quick_mode(monkeypatch, train=3000, test=1000)
+    export_dir = tmp_path / "models"
+    minimum = "0.85"
+
+    with caplog.at_level(logging.INFO, logger="training"):
+        code = run(
+            export_dir,
+            mnist_data_dir,
+            "--epochs",
+            "2",
+            "--seed",
+            "7",
+            "--feedback",
+            "--min-accuracy",
+            minimum,
+            *weighting,
+        )
+
+    if exported:
+        assert code == 0
+        metrics = json.loads((export_dir / "1" / METRICS_FILE).read_text())
+        assert metrics["test_accuracy"] >= float(minimum)
+        # 2% of the ~340 ones among the first 3,000 images: all 160 mislabels weigh ~7.
+        ones = int(np.sum(mnist.train.labels[:3000] == 1))
+        assert metrics["feedback"]["train_weight_total"] == pytest.approx(0.02 * ones, abs=0.01)
+    else:
+        assert code == cli.EXIT_BELOW_MIN_ACCURACY
+        assert version_numbers(export_dir) == []
+        assert f"below --min-accuracy {float(minimum):.4f}: nothing exported" in caplog.text

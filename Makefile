@@ -111,6 +111,18 @@ bench-model: venv ## CPU per model call by batch size: the in-process predictor 
 bench-gateway: venv cassandra-up ## Gateway throughput/latency with Cassandra vs the 2019 per-request path
 	$(PY) -m bench.gateway_bench
 
+.PHONY: bench-feedback
+bench-feedback: venv ## Printed digits through the API, labelled, retrained on: accuracy before/after (trains the shipped model first if none)
+	$(PY) -m bench.feedback_bench
+
+# The one-machine retraining: MNIST plus what users labelled in the gateway's store (SQLITE_PATH,
+# or Cassandra when CASSANDRA_HOSTS is set), into the model dir `make run` serves.
+RETRAIN_MIN_ACCURACY ?= 0.99
+
+.PHONY: retrain
+retrain: venv ## Retrain on MNIST + labelled predictions from the local store; exports only if the gate passes
+	$(PY) -m training --export-dir "$${MODEL_DIR:-.cache/models/mnist}" --feedback --min-accuracy $(RETRAIN_MIN_ACCURACY)
+
 .PHONY: clean
 clean: ## Remove per-checkout state (.cache) but keep the venv
 	rm -rf $(STATE_DIR) .pytest_cache .ruff_cache

@@ -22,7 +22,7 @@ from tests.support.models import install_version
 from tests.support.records import make_record
 from training import cli
 from training.data import Split, load_mnist
-from training.feedback import in_holdout
+from training.feedback import in_holdout, open_configured_store, read_feedback
 
 DAY = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 
@@ -197,3 +197,46 @@ def test_a_burst_of_200_mislabels_cannot_pull_mnist_under_the_minimum(
         assert code == cli.EXIT_BELOW_MIN_ACCURACY
         assert version_numbers(export_dir) == []
         assert f"below --min-accuracy {float(minimum):.4f}: nothing exported" in caplog.text
+
+
+@pytest.mark.cassandra
+def test_feedback_is_read_from_cassandra_with_the_gateways_settings(
+    cassandra_config, mnist, monkeypatch
+):
+    # The gateway writes (and creates the schema); retraining reads with the same settings,
+    # from the environment, without creating anything.
+    split = Split(mnist.test.images[:30], mnist.test.labels[:30])
+    images = np.rint(split.images[..., 0] * 255).astype(np.uint8)
+    records = [
+        make_record(DAY + timedelta(days=index % 3, seconds=index), 0, input_image=image.tobytes())
+        for index, image in enumerate(images)
+    ]
+    gateway_store = make_store(cassandra_config)
+    try:
+        gateway_store.save_many(records[:10])
+        gateway_store.save_many(records[10:20])
+        gateway_store.save_many(records[20:])
+        for record, label in zip(records[:25], split.labels[:25], strict=True):
+            gateway_store.set_label(record.id, int(label))
+    finally:
+        gateway_store.close()
+    monkeypatch.setenv("CASSANDRA_HOSTS", ",".join(cassandra_config.cassandra_hosts))
+    monkeypatch.setenv("CASSANDRA_KEYSPACE", cassandra_config.cassandra_keyspace)
+
+    store, source = open_configured_store()
+    try:
+        feedback = read_feedback(store, source, holdout_percent=20)
+    finally:
+        store.close()
+
+    assert source == f"cassandra keyspace {cassandra_config.cassandra_keyspace} on 127.0.0.1"
+    assert feedback.labelled == 25
+    held = [r for r in records[:25] if in_holdout(r.id, 20)]
+    assert len(feedback.holdout.labels) == len(held)
+    expected_train = sorted(
+        (r.id.bytes, int(label))
+        for r, label in zip(records[:25], split.labels[:25], strict=True)
+        if not in_holdout(r.id, 20)
+    )
+    assert feedback.train.labels.tolist() == [label for _, label in expected_train]
+    assert feedback.snapshot is not None

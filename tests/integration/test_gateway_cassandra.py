@@ -86,6 +86,24 @@ def test_predictions_are_stored_in_cassandra(gateway, mnist_test_set, cassandra_
     assert rows_in(cassandra_node, keyspace) == 3
 
 
+def test_stats_and_inputs_come_from_cassandra(gateway, mnist_test_set):
+    images, _ = mnist_test_set
+    before = requests.get(gateway + "/api/v1/stats", params={"days": 1}, timeout=30).json()
+    created = post_digit(gateway, images[5]).json()["predictions"][0]
+    wrong = (created["digit"] + 1) % 10
+    requests.post(f"{gateway}{API}/{created['id']}/feedback", json={"label": wrong}, timeout=10)
+
+    stats = requests.get(gateway + "/api/v1/stats", params={"days": 1}, timeout=30).json()
+
+    assert stats["predictions"] == before["predictions"] + 1 == sum(stats["per_bucket"])
+    assert stats["digits"][created["digit"]] == before["digits"][created["digit"]] + 1
+    assert stats["confusion"][wrong][created["digit"]] == (
+        before["confusion"][wrong][created["digit"]] + 1
+    )
+    image = requests.get(f"{gateway}{API}/{created['id']}/input.png", timeout=10)
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+
+
 @pytest.mark.slow
 def test_cassandra_outage_is_503_then_recovers(gateway, mnist_test_set, cassandra_node, keyspace):
     images, _ = mnist_test_set

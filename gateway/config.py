@@ -85,6 +85,10 @@ class Config:
     max_upload_bytes: int = 10 * 1024 * 1024
     max_images_per_request: int = 64
     max_image_pixels: int = 40_000_000
+    # Seconds a client may stay silent while sending its request, or between requests on
+    # a kept-alive connection, before the gateway gives up on it (408 or a closed
+    # connection). Slow clients then cannot hold the worker's connections for long.
+    client_timeout_seconds: float = 30.0
     log_level: str = "INFO"
 
     @property
@@ -151,6 +155,9 @@ class Config:
                 "MAX_IMAGES_PER_REQUEST", cls.max_images_per_request, minimum=1
             ),
             max_image_pixels=reader.int("MAX_IMAGE_PIXELS", cls.max_image_pixels, minimum=1),
+            client_timeout_seconds=reader.float(
+                "CLIENT_TIMEOUT_SECONDS", cls.client_timeout_seconds
+            ),
             log_level=reader.str("LOG_LEVEL", cls.log_level).upper(),
         )
         if (

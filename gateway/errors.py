@@ -31,6 +31,13 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class RequestTimeout(GatewayError):
+    """The client stopped sending its request body (``CLIENT_TIMEOUT_SECONDS`` of silence)."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     code = "payload_too_large"

@@ -1,15 +1,23 @@
-"""Run one local Apache Cassandra 5.0 node on 127.0.0.1:9042 from Maven Central jars.
+"""Run local Apache Cassandra 5.0 nodes from Maven Central jars: one on 127.0.0.1:9042, or
+a cluster of several on their own loopback addresses (127.0.0.11, .12, ...: port 9042 each).
 
-    cassandra_node.py up       start the node (idempotent) and wait until it answers CQL
-    cassandra_node.py down     stop it: SIGTERM, then SIGKILL after a grace period
-    cassandra_node.py status   print whether it answers; exit 0 if it does, 3 if not
+    cassandra_node.py up [--nodes N]          start (idempotent), wait until each answers CQL
+    cassandra_node.py down [--nodes N]        stop: SIGTERM, then SIGKILL after a grace period
+    cassandra_node.py status [--nodes N]      whether each answers; exit 0 if all do, 3 if not
+    cassandra_node.py stop --nodes N --node I [--kill]    stop one node of the cluster
+                                                          (--kill: SIGKILL, as a crash)
+    cassandra_node.py start --nodes N --node I            start one node of the cluster again
 
 No tarball can be downloaded here, so Maven resolves ``cassandra-all`` and its runtime
 jars (scripts/cassandra/pom.xml) into ``$CACHE_DIR/cassandra-<version>/lib`` once; the
 node then runs with the project's own cassandra.yaml, logback config and Java 17 options
-(scripts/cassandra/). Its data, commit log, hints, caches, log and pid file live in
-``$STATE_DIR/cassandra``. Relative directories are taken from the repo root, as the
-Makefile means them.
+(scripts/cassandra/). A node's data, commit log, hints, caches, log and pid file live in
+``$STATE_DIR/cassandra`` (one node) or ``$STATE_DIR/cassandra-<N>nodes/node<I>``. Relative
+directories are taken from the repo root, as the Makefile means them.
+
+The nodes of a cluster share one seed (the first), hold one token each, evenly spaced,
+and start as a new cluster (``auto_bootstrap: false``): the gateway's keyspace then
+replicates to all of them with replication factor N.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ from cassandra.policies import WhiteListRoundRobinPolicy
 
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 HOST = "127.0.0.1"
+# Node I of a cluster listens on 127.0.0.(CLUSTER_ADDRESS_BASE + I), beside the lone node.
+CLUSTER_ADDRESS_BASE = 10
 CQL_PORT = 9042
 START_TIMEOUT_SECONDS = 180.0
 STOP_GRACE_SECONDS = 60.0
@@ -73,12 +83,27 @@ class NodeError(RuntimeError):
 class NodePaths:
     lib: Path  # resolved jars, shared by every checkout on the machine
     home: Path  # this checkout's node: data, commitlog, hints, caches, conf, logs
+    address: str = HOST
+    seed: str = HOST
+    initial_token: int = 0
+    cluster_name: str = "mnist-serving-local"
 
     @classmethod
-    def from_env(cls) -> NodePaths:
+    def from_env(cls, nodes: int = 1, index: int = 1) -> NodePaths:
+        """Node ``index`` (from 1) of a local cluster of ``nodes``."""
         cache = _repo_relative(os.environ.get("CACHE_DIR") or "~/.cache/mnist-serving")
         state = _repo_relative(os.environ.get("STATE_DIR") or ".cache")
-        return cls(lib=cache / f"cassandra-{CASSANDRA_VERSION}" / "lib", home=state / "cassandra")
+        lib = cache / f"cassandra-{CASSANDRA_VERSION}" / "lib"
+        if nodes == 1:
+            return cls(lib=lib, home=state / "cassandra")
+        return cls(
+            lib=lib,
+            home=state / f"cassandra-{nodes}nodes" / f"node{index}",
+            address=cluster_address(index),
+            seed=cluster_address(1),
+            initial_token=spaced_token(index - 1, nodes),
+            cluster_name=f"mnist-serving-local-{nodes}nodes",
+        )
 
     @property
     def lib_stamp(self) -> Path:
@@ -104,6 +129,16 @@ class NodePaths:
     @property
     def lock_file(self) -> Path:
         return self.home / "node.lock"
+
+
+def cluster_address(index: int) -> str:
+    return f"127.0.0.{CLUSTER_ADDRESS_BASE + index}"
+
+
+def spaced_token(position: int, nodes: int) -> int:
+    """Murmur3 token ``position`` of ``nodes`` evenly spaced ones (the first is 0)."""
+    span = 2**64
+    return (position * (span // nodes) + 2**63) % span - 2**63
 
 
 def _repo_relative(raw: str) -> Path:
@@ -161,7 +196,15 @@ def write_config(paths: NodePaths) -> None:
     template = Template((TEMPLATES / "cassandra.yaml.template").read_text())
     paths.config_file.parent.mkdir(parents=True, exist_ok=True)
     paths.triggers_dir.mkdir(exist_ok=True)
-    paths.config_file.write_text(template.substitute(cassandra_dir=paths.home))
+    paths.config_file.write_text(
+        template.substitute(
+            cassandra_dir=paths.home,
+            address=paths.address,
+            seed=paths.seed,
+            initial_token=paths.initial_token,
+            cluster_name=paths.cluster_name,
+        )
+    )
 
 
 def java_executable() -> str:
@@ -268,19 +311,19 @@ def _is_zombie(pid: int) -> bool:
 # --- CQL probe -----------------------------------------------------------------------
 
 
-def release_version(timeout: float = 5.0) -> str | None:
+def release_version(address: str = HOST, timeout: float = 5.0) -> str | None:
     """The node's ``release_version``, or None when nothing answers CQL on the port yet."""
     # A plain TCP check first: it is instant, and keeps the driver from logging a
     # connection error on every poll while the JVM boots.
     try:
-        socket.create_connection((HOST, CQL_PORT), timeout=1.0).close()
+        socket.create_connection((address, CQL_PORT), timeout=1.0).close()
     except OSError:
         return None
     profile = ExecutionProfile(
-        load_balancing_policy=WhiteListRoundRobinPolicy([HOST]), request_timeout=timeout
+        load_balancing_policy=WhiteListRoundRobinPolicy([address]), request_timeout=timeout
     )
     cluster = Cluster(
-        [HOST],
+        [address],
         port=CQL_PORT,
         protocol_version=ProtocolVersion.V5,
         connect_timeout=timeout,
@@ -305,12 +348,13 @@ def wait_until_answering(paths: NodePaths, process: subprocess.Popen[bytes] | No
                 f"Cassandra exited with code {process.returncode} while starting. "
                 f"Last lines of {paths.log_file}:\n{log_tail(paths)}"
             )
-        version = release_version()
+        version = release_version(paths.address)
         if version is not None:
             return version
         time.sleep(1.0)
     raise NodeError(
-        f"Cassandra did not answer on {HOST}:{CQL_PORT} within {START_TIMEOUT_SECONDS:.0f} s. "
+        f"Cassandra did not answer on {paths.address}:{CQL_PORT} "
+        f"within {START_TIMEOUT_SECONDS:.0f} s. "
         f"Last lines of {paths.log_file}:\n{log_tail(paths)}"
     )
 
@@ -330,17 +374,18 @@ def node_lock(paths: NodePaths) -> Iterator[None]:
 def up(paths: NodePaths) -> None:
     with node_lock(paths):
         pid = running_pid(paths)
+        where = f"{paths.address}:{CQL_PORT}"
         if pid is not None:
             version = wait_until_answering(paths, process=None)
-            print(f"Cassandra {version} already running on {HOST}:{CQL_PORT} (pid {pid})")
+            print(f"Cassandra {version} already running on {where} (pid {pid})")
             return
-        version = release_version()
+        version = release_version(paths.address)
         if version is not None:
-            print(f"Cassandra {version} already answers on {HOST}:{CQL_PORT} (not started here)")
+            print(f"Cassandra {version} already answers on {where} (not started here)")
             return
         resolve_jars(paths)
         write_config(paths)
-        print(f"Starting Cassandra {CASSANDRA_VERSION}; log: {paths.log_file}")
+        print(f"Starting Cassandra {CASSANDRA_VERSION} on {where}; log: {paths.log_file}")
         started = time.monotonic()
         process = launch(paths)
         try:
@@ -350,52 +395,76 @@ def up(paths: NodePaths) -> None:
             paths.pid_file.unlink(missing_ok=True)
             raise
         print(
-            f"Cassandra {version} answers on {HOST}:{CQL_PORT} "
+            f"Cassandra {version} answers on {where} "
             f"(pid {process.pid}, started in {time.monotonic() - started:.0f} s)"
         )
 
 
-def down(paths: NodePaths) -> None:
+def down(paths: NodePaths, *, kill: bool = False) -> None:
     with node_lock(paths):
         pid = running_pid(paths)
+        where = f"{paths.address}:{CQL_PORT}"
         if pid is None:
             paths.pid_file.unlink(missing_ok=True)
-            if release_version() is not None:
-                raise NodeError(
-                    f"a node answers on {HOST}:{CQL_PORT} but was not started from {paths.home}"
-                )
-            print("Cassandra is not running")
+            if release_version(paths.address) is not None:
+                raise NodeError(f"a node answers on {where} but was not started from {paths.home}")
+            print(f"Cassandra on {where} is not running")
             return
-        print(f"Stopping Cassandra (pid {pid}) ...")
-        terminate(pid)
+        if kill:
+            print(f"Killing Cassandra on {where} (pid {pid}, SIGKILL) ...")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait_for_exit(pid, 10.0)
+        else:
+            print(f"Stopping Cassandra on {where} (pid {pid}) ...")
+            terminate(pid)
         paths.pid_file.unlink(missing_ok=True)
-        print("Cassandra stopped")
+        print(f"Cassandra on {where} stopped")
 
 
 def status(paths: NodePaths) -> int:
-    version = release_version()
+    version = release_version(paths.address)
     pid = running_pid(paths)
+    where = f"{paths.address}:{CQL_PORT}"
     if version is None:
         state = f"starting (pid {pid})" if pid else "not running"
-        print(f"Cassandra on {HOST}:{CQL_PORT}: {state}")
+        print(f"Cassandra on {where}: {state}")
         return EXIT_NOT_RUNNING
     owner = f"pid {pid}" if pid else "not started from this state dir"
-    print(f"Cassandra {version} answers on {HOST}:{CQL_PORT} ({owner})")
+    print(f"Cassandra {version} answers on {where} ({owner})")
     return 0
+
+
+def cluster_up(nodes: int) -> None:
+    """The seed first; the others then join it (each waits for its own node)."""
+    for index in range(1, nodes + 1):
+        up(NodePaths.from_env(nodes, index))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "stop", "start"))
+    parser.add_argument("--nodes", type=int, default=1, help="nodes in the cluster (default 1)")
+    parser.add_argument("--node", type=int, help="with stop/start: which node, from 1")
+    parser.add_argument("--kill", action="store_true", help="with stop: SIGKILL, as a crash")
     args = parser.parse_args(argv)
-    paths = NodePaths.from_env()
+    if args.nodes < 1 or (args.node is not None and not 1 <= args.node <= args.nodes):
+        parser.error("--node must be between 1 and --nodes")
+    if args.command in ("stop", "start") and args.node is None:
+        parser.error(f"{args.command} needs --node")
+    every = [NodePaths.from_env(args.nodes, index) for index in range(1, args.nodes + 1)]
     try:
         if args.command == "up":
-            up(paths)
+            cluster_up(args.nodes)
         elif args.command == "down":
-            down(paths)
+            for paths in reversed(every):
+                down(paths)
+        elif args.command == "stop":
+            down(every[args.node - 1], kill=args.kill)
+        elif args.command == "start":
+            up(every[args.node - 1])
         else:
-            return status(paths)
+            return max(status(paths) for paths in every)
     except NodeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -37,6 +37,34 @@ def off_the_event_loop(function: Callable[..., ResultT], *args: object) -> Resul
     return function(*args)
 
 
+def on_a_cpu_thread(function: Callable[..., ResultT], *args: object) -> ResultT:
+    """``function(*args)`` for CPU-bound work (decoding a large image), off the event loop.
+
+    Under gevent it runs on this process's pool of native threads, one per core: Pillow's
+    decoders and resamplers and numpy's array operations release the GIL, and the
+    interpreter hands the GIL back every few milliseconds otherwise, so the event loop
+    keeps answering probes and small requests meanwhile. More such calls than cores
+    queue for a thread. With OS threads (no gevent) it simply runs here.
+    """
+    if not _gevent_patched():
+        return function(*args)
+    return _cpu_pool().apply(function, args)
+
+
+_CPU_POOL: tuple[int, object] | None = None
+
+
+def _cpu_pool():
+    """This process's CPU pool, made on first use (a pool made before a fork has no
+    threads in the child)."""
+    global _CPU_POOL
+    from gevent.threadpool import ThreadPool
+
+    if _CPU_POOL is None or _CPU_POOL[0] != os.getpid():
+        _CPU_POOL = (os.getpid(), ThreadPool(maxsize=os.cpu_count() or 1))
+    return _CPU_POOL[1]
+
+
 def _gevent_patched() -> bool:
     monkey = sys.modules.get("gevent.monkey")
     return monkey is not None and monkey.is_module_patched("threading")

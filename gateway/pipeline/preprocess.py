@@ -100,6 +100,19 @@ def preprocess(data: bytes, *, max_pixels: int) -> np.ndarray:
     return normalise_like_mnist(extract_ink(luminance, min_noise_sigma=min_noise))
 
 
+def declared_pixels(data: bytes) -> int | None:
+    """Width x height as the image's header declares them (nothing is decoded), or None
+    when the header cannot be read (``preprocess`` then says what is wrong)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+                width, height = image.size
+    except Exception:  # whatever a damaged header raises: preprocess() reports it properly
+        return None
+    return width * height
+
+
 def to_uint8(image: np.ndarray) -> bytes:
     """The 784 bytes of a preprocessed image, 0-255 row-major, for storage."""
     return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8).tobytes()

@@ -17,8 +17,10 @@ here; the chart sets the number of workers and the timeouts that way. gunicorn b
 worker_class = "gateway.server.gunicorn_worker.BalancedGeventWorker"
 
 # Concurrent connections per worker process (greenlets are cheap; the micro-batcher and
-# the group commit turn many waiting requests into few model calls and writes).
-worker_connections = 256
+# the group commit turn many waiting requests into few model calls and writes). Set well
+# above the load a worker can serve, so that hundreds of slow or idle clients, each held
+# for at most CLIENT_TIMEOUT_SECONDS, cannot take every connection a worker accepts.
+worker_connections = 1000
 
 
 def worker_exit(server, worker) -> None:

@@ -1,4 +1,5 @@
-"""gunicorn's gevent worker, keeping the keep-alive connections even across the workers.
+"""gunicorn's gevent worker: keep-alive connections kept even across the workers, and silent
+clients given up on after CLIENT_TIMEOUT_SECONDS.
 
 The workers of one gunicorn share its listening socket, and whichever worker wakes first
 accepts a connection. Clients that keep their connections alive (a reverse proxy's
@@ -27,6 +28,8 @@ import time
 from multiprocessing.sharedctypes import RawArray
 
 from gunicorn.workers.ggevent import GeventWorker
+
+from gateway.config import Config
 
 # More workers than gunicorn is ever run with here; a worker that finds no free slot
 # serves without balancing.
@@ -106,6 +109,7 @@ class BalancedGeventWorker(GeventWorker):
             BalancedGeventWorker._table = ConnectionTable()
         self._slot: int | None = None
         self._last_close = 0.0
+        self._client_timeout = Config.from_env().client_timeout_seconds
 
     def run(self) -> None:
         # Registered only now, with the app loaded and the listener about to accept: a
@@ -125,6 +129,11 @@ class BalancedGeventWorker(GeventWorker):
             self._table.closed(self._slot)
 
     def handle_request(self, listener_name, req, sock, addr):
+        # The headers are in (gunicorn allows ``keepalive`` seconds for them); a body
+        # silent for CLIENT_TIMEOUT_SECONDS raises TimeoutError where the app reads it,
+        # and the client gets a 408. (gunicorn's handle() makes the socket blocking, so
+        # the timeout is set here, per request.)
+        sock.settimeout(self._client_timeout)
         if self._should_hand_over_this_connection():
             req.force_close()  # answered with "Connection: close", then closed
         return super().handle_request(listener_name, req, sock, addr)

@@ -186,6 +186,11 @@ class _Statements:
         )
         statements.select_days.fetch_size = DAYS_FETCH_SIZE
         statements.select_days_before.fetch_size = DAYS_FETCH_SIZE
+        # Every statement has the same effect when sent twice (reads, and upserts of
+        # fixed ids and labels), so the driver may resend one to another node when the
+        # node it was sent to dies with it in flight.
+        for statement in vars(statements).values():
+            statement.is_idempotent = True
         return statements
 
 
@@ -220,7 +225,9 @@ class CassandraStore:
         if not records:
             return
         connection = self._connect()
+        # Idempotent like its statements: the records' ids are fixed before the write.
         batch = BatchStatement(batch_type=BatchType.LOGGED)
+        batch.is_idempotent = True
         for record in records:
             batch.add(connection.statements.insert_prediction, _to_row(record))
         with unavailable_on_driver_errors():

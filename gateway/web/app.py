@@ -9,7 +9,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.config import Config
-from gateway.errors import DependencyUnavailable, GatewayError
+from gateway.errors import DependencyUnavailable, GatewayError, RequestTimeout
 from gateway.services import EXTENSION_KEY, Services, services
 from gateway.web import api, health, ui
 
@@ -46,6 +46,9 @@ def _register_error_handlers(app: Flask) -> None:
         if isinstance(error, DependencyUnavailable):
             log.warning("dependency unavailable: %s", error.message)
             response.headers["Retry-After"] = str(error.retry_after_seconds)
+        if isinstance(error, RequestTimeout):
+            # The rest of the body may still arrive: the connection cannot be reused.
+            response.headers["Connection"] = "close"
         return response, error.status
 
     @app.errorhandler(HTTPException)

@@ -6,8 +6,9 @@ import base64
 import binascii
 
 from flask import Request
+from werkzeug.exceptions import ClientDisconnected
 
-from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from gateway.pipeline.inference import Upload
 from gateway.web.multipart import split_form_data
 
@@ -17,15 +18,18 @@ MAX_OTHER_PARTS = 16
 
 
 def read_uploads(request: Request, *, max_images: int) -> list[Upload]:
-    if request.mimetype == "multipart/form-data":
-        uploads = _from_multipart(request, max_parts=max_images + MAX_OTHER_PARTS)
-    elif request.is_json:
-        uploads = _from_json(request)
-    else:
-        raise UnsupportedMediaType(
-            'send multipart/form-data with field \'file\', or JSON {"images": ["<base64>"]}',
-            code="unsupported_content_type",
-        )
+    try:
+        uploads = _read(request, max_images=max_images)
+    except ClientDisconnected as error:
+        # Werkzeug reports any failed body read as a disconnect; the server's socket
+        # timeout (CLIENT_TIMEOUT_SECONDS) is the one the client may still hear about.
+        # (Raised while handling the read's own error, which is its context.)
+        if not isinstance(error.__context__, TimeoutError):
+            raise
+        # The answer closes the connection (see gateway.web.app).
+        raise RequestTimeout(
+            "the request body stopped arriving before it was complete", code="request_timeout"
+        ) from None
     if not uploads:
         raise BadRequest("no image in the request", code="missing_image")
     if len(uploads) > max_images:
@@ -37,6 +41,17 @@ def read_uploads(request: Request, *, max_images: int) -> list[Upload]:
         if not upload.data:
             raise BadRequest(f"image {position} is empty", code="empty_file")
     return uploads
+
+
+def _read(request: Request, *, max_images: int) -> list[Upload]:
+    if request.mimetype == "multipart/form-data":
+        return _from_multipart(request, max_parts=max_images + MAX_OTHER_PARTS)
+    if request.is_json:
+        return _from_json(request)
+    raise UnsupportedMediaType(
+        'send multipart/form-data with field \'file\', or JSON {"images": ["<base64>"]}',
+        code="unsupported_content_type",
+    )
 
 
 def _from_multipart(request: Request, *, max_parts: int) -> list[Upload]:

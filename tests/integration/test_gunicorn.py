@@ -10,61 +10,18 @@ import http.client
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from pathlib import Path
 
 import requests
 
-from gateway.server.gunicorn_conf import GUNICORN_CONFIG
 from tests.doubles.tf_serving import TFServingDouble
-from tests.support.http import free_port, wait_until_ready
+from tests.support.gunicorn import gunicorn
 from tests.support.images import encode
 from tests.support.models import reference_outputs
-from tests.support.paths import REPO_ROOT
 from tests.support.procfs import children, established_connections
 from tests.support.python import run_python
-
-
-@contextmanager
-def gunicorn(env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """gunicorn with the gateway's config and two workers; yields the base URL and the
-    master's pid. Once it has stopped, checks what it printed."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "--config", GUNICORN_CONFIG,
-         "gateway:create_app()"],
-        env={
-            **os.environ,
-            **env,
-            "PORT": str(port),
-            "GUNICORN_CMD_ARGS": f"--workers 2 --bind 127.0.0.1:{port}",
-        },
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process=process)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=30)[0]
-    assert "Booting worker" in output
-    assert "Using worker: gateway.server.gunicorn_worker.BalancedGeventWorker" in output
-    # Patched before anything created a lock or a socket (see gateway/__init__.py).
-    assert "MonkeyPatchWarning" not in output
-    # Each worker closed its store and model as it exited (gunicorn_conf.worker_exit),
-    # and nothing failed on the way out.
-    assert output.count("closed its store and model") == 2, output
-    assert "Traceback" not in output, output
 
 
 def predict(url: str, image, name: str) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import shutil
 import textwrap
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from gateway import errors
 from gateway.config import Config
@@ -153,6 +155,66 @@ def test_a_version_that_fails_to_load_is_skipped(
 
     install_version(exported, model_dir, 3)
     wait_until(lambda: predictor.status().model_version == "3", timeout=30, what="version 3")
+
+
+def _missing_saved_model_pb(exported: Path, target: Path) -> None:
+    shutil.copytree(exported, target)
+    (target / "saved_model.pb").unlink()
+
+
+def _truncated_variables(exported: Path, target: Path) -> None:
+    shutil.copytree(exported, target)
+    for data in (target / "variables").glob("variables.data-*"):
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+
+
+def _wrong_signature(exported: Path, target: Path) -> None:
+    module = tf.Module()
+    module.serve = tf.function(
+        lambda x: {"y": x * 2.0},
+        input_signature=[tf.TensorSpec([None, 10], tf.float32, name="x")],
+    )
+    tf.saved_model.save(module, str(target), signatures={"serving_default": module.serve})
+
+
+@pytest.mark.parametrize(
+    "damage", [_missing_saved_model_pb, _truncated_variables, _wrong_signature]
+)
+def test_a_damaged_version_under_load_is_never_served_and_never_stops_serving(
+    damage, exported_model_dir, mnist_test_set, model_dir, predictor
+):
+    exported = newest_version_dir(exported_model_dir)
+    install_version(exported, model_dir, 1)
+    images = mnist_test_set[0][:4]
+    versions_seen: list[str] = []
+    failures: list[Exception] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                versions_seen.extend(p.model_version for p in predictor.predict(images))
+            except Exception as error:
+                failures.append(error)
+
+    assert predictor.predict(images)[0].model_version == "1"
+    hammering = threading.Thread(target=hammer)
+    hammering.start()
+    try:
+        # Written as an export writes: under a temporary name, then one rename.
+        staging = model_dir / ".tmp-damaged"
+        damage(exported, staging)
+        staging.rename(model_dir / "2")
+        # Many polls pass (every POLL_SECONDS) while requests flow.
+        time.sleep(2.0)
+        install_version(exported, model_dir, 3)
+        wait_until(lambda: "3" in versions_seen, timeout=60, what="the next good version")
+    finally:
+        stop.set()
+        hammering.join()
+    assert failures == []
+    assert "2" not in versions_seen
+    assert set(versions_seen) == {"1", "3"}
 
 
 def test_a_batch_of_the_wrong_shape_is_a_predictor_failure_not_a_crash(

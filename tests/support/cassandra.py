@@ -11,10 +11,10 @@ NODE_SCRIPT = REPO_ROOT / "scripts" / "cassandra_node.py"
 NODE_HOST = "127.0.0.1"
 
 
-def run_node_script(command: str) -> subprocess.CompletedProcess[str]:
-    """Run ``scripts/cassandra_node.py <command>`` as `make` does, output captured."""
+def run_node_script(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run ``scripts/cassandra_node.py <arguments>`` as `make` does, output captured."""
     return subprocess.run(
-        [sys.executable, str(NODE_SCRIPT), command],
+        [sys.executable, str(NODE_SCRIPT), *arguments],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -185,7 +185,7 @@ def api_error(error: ApiException, what: str) -> CliError:
         )
     if error.status == 403:
         return CliError(
-            f"forbidden: {message} (mnistctl's rights: the chart's operator Role, "
+            f"{forbidden(message)} (mnistctl's rights: the chart's operator Role, "
             "operator.rbac.create=true)",
             EXIT_FORBIDDEN,
         )
@@ -227,3 +227,8 @@ def _root_cause(error: BaseException) -> str:
     if ": " in text and text.startswith("<"):
         text = text.split(": ", 1)[1]
     return text.strip() or type(current).__name__
+
+
+def forbidden(message: str) -> str:
+    """A 403's message, said to be one: the API server's usually says "is forbidden" itself."""
+    return message if "forbidden" in message else f"forbidden: {message}"

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from mnistctl.errors import EXIT_FORBIDDEN, CliError
-from mnistctl.kube import ProxiedError
+from mnistctl.kube import ProxiedError, forbidden
 from mnistctl.release import Release
 
 PROXY_TIMEOUT = 10.0
@@ -27,7 +27,7 @@ def get_json(release: Release, service: tuple[str, str], path: str) -> dict[str,
     except ProxiedError as error:
         if error.status in (401, 403):
             raise CliError(
-                f"forbidden: {error.message} (the service proxy needs "
+                f"{forbidden(error.message)} (the service proxy needs "
                 "services/proxy in mnistctl's Role)",
                 EXIT_FORBIDDEN,
             ) from None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mnistctl.errors import EXIT_FAILED, EXIT_FORBIDDEN, EXIT_USAGE, CliError
-from mnistctl.kube import ProxiedError
+from mnistctl.kube import ProxiedError, forbidden
 from mnistctl.output import columns
 from mnistctl.release import Release
 
@@ -80,7 +80,7 @@ def proxied_failure(error: ProxiedError) -> CliError:
     ({"error": {"code", "message"}}), or the API server's Status."""
     if error.status in (401, 403):
         return CliError(
-            f"forbidden: {error.message} (predict needs services/proxy on the gateway)",
+            f"{forbidden(error.message)} (predict needs services/proxy on the gateway)",
             EXIT_FORBIDDEN,
         )
     try:

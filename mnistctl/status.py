@@ -122,6 +122,8 @@ def _deployment(component: str, deployment, pods: list[V1Pod]) -> dict[str, Any]
     healthy = desired > 0 and ready >= desired
     if desired == 0:
         reasons.append("scaled to 0 replicas")
+    # Reasons are listed even while enough replicas are Ready: a rollout whose new pods
+    # cannot start keeps the old ones serving, and that is worth seeing.
     return {
         "component": component,
         "kind": "Deployment",
@@ -130,7 +132,7 @@ def _deployment(component: str, deployment, pods: list[V1Pod]) -> dict[str, Any]
         "ready": ready,
         "updated": (status.updated_replicas or 0) if status else 0,
         "healthy": healthy,
-        "reasons": [] if healthy else reasons,
+        "reasons": reasons,
     }
 
 
@@ -147,7 +149,7 @@ def _statefulset(component: str, statefulset, pods: list[V1Pod]) -> dict[str, An
         "ready": ready,
         "updated": (status.updated_replicas or 0) if status else 0,
         "healthy": healthy,
-        "reasons": [] if healthy else _reasons(pods) or ["not all replicas created yet"],
+        "reasons": _reasons(pods) or ([] if healthy else ["not all replicas created yet"]),
     }
 
 

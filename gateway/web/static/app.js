@@ -243,10 +243,11 @@ function historyItem(p) {
       alt: `Model input for a prediction of ${p.digit}`,
     }),
     element("div", {},
-      element("div", { class: "line1" }, `Read as ${p.digit}`, badge),
+      element("div", { class: "line1" }, `Read as ${p.digit}`,
+        element("span", { class: "sure" }, ` ${pct(p.confidence)}`), badge),
       element("div", { class: "line2" },
-        element("time", { dateTime: p.created_at }, when.toLocaleString()),
-        ` · ${pct(p.confidence)}`),
+        element("time", { dateTime: p.created_at, title: when.toLocaleString() },
+          when.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }))),
       element("div", { class: "line3", title: p.filename || "" }, p.filename || "no file name")));
 }
 

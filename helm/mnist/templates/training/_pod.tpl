@@ -13,6 +13,7 @@ training run. The CronJob passes no "once": every scheduled run trains.
 {{- $t := $ctx.Values.training -}}
 {{- $args := list (printf "--export-dir=%s" (include "mnist.modelBasePath" $ctx)) (printf "--arch=%s" $t.arch) }}
 {{- with $t.epochs }}{{ $args = append $args (printf "--epochs=%v" .) }}{{ end }}
+{{- if .feedback }}{{ $args = concat $args (include "mnist.trainingFeedbackArgs" $ctx | fromYamlArray) }}{{ end }}
 {{- $args = concat $args (list (printf "--min-accuracy=%v" $t.minAccuracy) (printf "--seed=%v" $t.seed)) -}}
 metadata:
   labels:
@@ -60,6 +61,10 @@ spec:
         # TensorFlow, Keras and the MNIST download cache write under $HOME.
         - name: HOME
           value: /tmp
+        {{- if .feedback }}
+        # The store the gateway writes, read with the read-only role (training.feedback).
+        {{- include "mnist.trainingFeedbackEnv" $ctx | nindent 8 }}
+        {{- end }}
         {{- if $t.dataVolume }}
         - name: MNIST_DATA_DIR
           value: /data/mnist

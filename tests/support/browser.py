@@ -28,7 +28,7 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 AXE_SCRIPT = REPO_ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOT_DIR = REPO_ROOT / ".cache" / "screenshots"
 
-# Flags that keep a headless Chromium on this machine quiet and offline: no background
+# Flags that keep a headless Chromium in a container quiet and offline: no background
 # traffic, no component updates, no QUIC, a fresh profile per driver.
 CHROMIUM_FLAGS = (
     "--headless",

@@ -22,7 +22,7 @@ def test_one_or_two_days_are_hourly_up_to_the_end_of_this_hour():
     assert stats_window(NOW, 2)[0] == datetime(2026, 3, 3, 14, tzinfo=UTC)
 
 
-def test_longer_windows_are_whole_utc_days_up_to_the_end_of_today():
+def test_longer_windows_are_whole_utc_days_up_to_the_end_of_the_current_day():
     since, until, bucket = stats_window(NOW, 7)
     assert (since, until, bucket) == (
         datetime(2026, 2, 27, tzinfo=UTC),

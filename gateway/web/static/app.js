@@ -356,7 +356,9 @@ async function loadStats() {
     $("chart-models").replaceChildren(...(stats.model_versions.length
       ? stats.model_versions.map((m) => element("li", {},
         element("span", {}, `${m.model_name} version ${m.model_version}`),
-        element("span", { class: "muted" }, `${m.predictions} answers`)))
+        element("span", { class: "muted" }, `${m.predictions} answers`),
+        element("span", { class: "share", "aria-hidden": "true" },
+          element("span", { style: `width: ${(100 * m.predictions / stats.predictions).toFixed(1)}%` }))))
       : [element("li", {}, "No model answered in this period.")]));
     $("stats-status").textContent = `${stats.predictions} predictions from `
       + `${since.toLocaleString()} to ${new Date(stats.until).toLocaleString()}.`;

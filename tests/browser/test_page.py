@@ -8,6 +8,7 @@ violations; screenshots go to .cache/screenshots/ (CI keeps them as artifacts).
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,6 +166,11 @@ def image_width(driver: Chrome, image: object) -> int:
     return driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image)
 
 
+def stats_shown(status: str) -> bool:
+    """The stats view's status once the numbers are in: "12 predictions from ... to ..."."""
+    return re.match(r"\d+ predictions? from ", status) is not None
+
+
 def wait_for_error(driver: Chrome) -> str:
     error = driver.find_element(By.ID, "error")
     wait_until(error.is_displayed, timeout=60, what="an error message")
@@ -315,7 +321,7 @@ def test_stats_view_shows_pictures_of_how_it_is_doing(gateway, desktop):
     desktop.find_element(By.ID, "nav-stats").click()
 
     status = desktop.find_element(By.ID, "stats-status")
-    wait_until(lambda: "predictions from" in status.text, timeout=30, what="the stats")
+    wait_until(lambda: stats_shown(status.text), timeout=30, what="the stats")
     stats = requests.get(gateway + "/api/v1/stats", timeout=10).json()
     tiles = desktop.find_elements(By.CSS_SELECTOR, "#stats-tiles .tile")
     assert tiles[0].text.split("\n")[0] == str(stats["predictions"])
@@ -329,7 +335,7 @@ def test_stats_view_shows_pictures_of_how_it_is_doing(gateway, desktop):
     browser.screenshot(desktop, "after-desktop-stats")
 
     desktop.find_element(By.ID, "stats-days").send_keys("Last 24 hours")
-    wait_until(lambda: "predictions from" in status.text, timeout=30, what="the day's stats")
+    wait_until(lambda: stats_shown(status.text), timeout=30, what="the day's stats")
     assert len(desktop.find_elements(By.CSS_SELECTOR, "#chart-time svg rect")) == 24
     check_clean(desktop, "desktop, stats of a day")
 
@@ -384,7 +390,7 @@ def test_phone_drawing_by_touch_fits_the_screen(gateway, phone):
 
     open_page(phone, gateway + "/#stats")
     wait_until(
-        lambda: "predictions from" in phone.find_element(By.ID, "stats-status").text,
+        lambda: stats_shown(phone.find_element(By.ID, "stats-status").text),
         timeout=30,
         what="the stats",
     )

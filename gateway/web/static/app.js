@@ -4,6 +4,7 @@ const API = "/api/v1";
 const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
 const pct = (p) => `${(p * 100).toFixed(1)}%`;
+const count = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
 // What the API's error codes mean to someone using the page.
 const PLAIN_ERRORS = {
@@ -337,7 +338,7 @@ async function loadStats() {
     const starts = stats.per_bucket.map((_, i) => new Date(since.getTime() + i * stats.bucket_seconds * 1000));
     const latency = stats.latency_ms;
     $("stats-tiles").replaceChildren(
-      tile(String(stats.predictions), "predictions"),
+      tile(String(stats.predictions), stats.predictions === 1 ? "prediction" : "predictions"),
       tile(stats.accuracy === null ? "–" : pct(stats.accuracy),
         `right, of ${stats.labelled} with feedback`),
       tile(latency ? `${latency.p50.toFixed(0)} ms` : "–", "typical answer time (median)"),
@@ -356,11 +357,11 @@ async function loadStats() {
     $("chart-models").replaceChildren(...(stats.model_versions.length
       ? stats.model_versions.map((m) => element("li", {},
         element("span", {}, `${m.model_name} version ${m.model_version}`),
-        element("span", { class: "muted" }, `${m.predictions} answers`),
+        element("span", { class: "muted" }, count(m.predictions, "answer")),
         element("span", { class: "share", "aria-hidden": "true" },
           element("span", { style: `width: ${(100 * m.predictions / stats.predictions).toFixed(1)}%` }))))
       : [element("li", {}, "No model answered in this period.")]));
-    $("stats-status").textContent = `${stats.predictions} predictions from `
+    $("stats-status").textContent = `${count(stats.predictions, "prediction")} from `
       + `${since.toLocaleString()} to ${new Date(stats.until).toLocaleString()}.`;
   } catch (error) {
     $("stats-status").textContent = error.message;

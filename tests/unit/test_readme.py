@@ -30,7 +30,7 @@ def test_readme_is_what_a_newcomer_reads_in_minutes():
 
 
 def test_no_tracked_file_reads_like_a_development_diary():
-    # History lives in git log: numbered sessions or "this session" have no place here.
+    # History lives in git log, not in the files: no numbered or "current" work periods.
     diary = re.compile(r"\b(this|last|next|earlier|until) session\b|\bsessions? \d", re.I)
     files = subprocess.run(
         ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True

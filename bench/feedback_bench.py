@@ -7,9 +7,9 @@ The loop, end to end, as a user and the one-machine mode would run it:
 1. the model production would ship (``bench.models.ACCURACY_MODEL_DIR``, trained there when
    the checkout has none) is copied as version 1 of a fresh model dir, and served by
    ``python -m gateway`` (in-process model, a fresh SQLite store);
-2. a held-out set of printed digits (``bench.printed``, its own seed) goes through the API:
-   accuracy before;
-3. a separate set of printed digits goes through the API, and each prediction is labelled
+2. a held-out set of seven-segment display digits (``bench.printed.segment_uploads``, its
+   own seed) goes through the API: accuracy before;
+3. a separate set of the same kind goes through the API, and each prediction is labelled
    with the true digit through the feedback API;
 4. ``python -m training --feedback`` reads that store (SQLITE_PATH, as ``make retrain``
    does), trains on MNIST plus the feedback with the production recipe (the default CNN,
@@ -18,7 +18,9 @@ The loop, end to end, as a user and the one-machine mode would run it:
 
 Reports accuracy on the held-out printed digits and on MNIST test (each version's
 metrics.json, all 10,000 images) before and after. ``--measure-only`` instead prints how
-the current model reads each candidate kind, in process: why printed digits were chosen.
+the current model reads each candidate kind, in process: why seven-segment digits were
+chosen (printed digits in the DejaVu faces, the first candidate, are read well by a model
+trained on full MNIST: 98.4% with one epoch; a display's 6 is read as another digit).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import requests
 
 from bench.models import ACCURACY_MODEL_DIR, ACCURACY_TRAINING_ARGS, REPO_ROOT, ensure_model
 from bench.preprocess_bench import REJECTED, classify, requests_of
-from bench.printed import font_paths, printed_uploads
+from bench.printed import font_paths, printed_uploads, segment_uploads
 from bench.uploads import Upload, build_uploads, load_mnist_digits, load_uci_digits
 from gateway import errors
 from gateway.config import Config
@@ -52,6 +54,7 @@ from tests.support.waiting import wait_until
 
 WORK_DIR = REPO_ROOT / ".cache" / "bench" / "feedback"
 RESULT_FILE = REPO_ROOT / ".cache" / "bench" / "feedback.json"
+KIND = "seven-segment display digits (meters, clocks, scales), scanned or photographed"
 FEEDBACK_SEED, HELD_OUT_SEED = 1, 2
 MIN_MNIST_ACCURACY = 0.995
 # Settings that would point the gateway or training at Cassandra or TF Serving.
@@ -97,10 +100,9 @@ def main() -> None:
     models, store = WORK_DIR / "models", WORK_DIR / "predictions.sqlite3"
     base = base_dir / str(available_versions(base_dir)[-1])
     shutil.copytree(base, models / "1")
-    fonts = font_paths()
-    held_out = printed_uploads(args.held_out, HELD_OUT_SEED, fonts)
-    feedback = printed_uploads(args.feedback_uploads, FEEDBACK_SEED, fonts)
-    print(f"kind: printed digits, {len(fonts)} DejaVu faces, scanned or photographed")
+    held_out = segment_uploads(args.held_out, HELD_OUT_SEED)
+    feedback = segment_uploads(args.feedback_uploads, FEEDBACK_SEED)
+    print(f"kind: {KIND}")
     print(f"base model: {base} ({mnist_accuracy(models / '1'):.2%} on MNIST test)")
 
     with running_gateway(models, store) as url, requests.Session() as session:
@@ -259,7 +261,7 @@ def report(
     section = new["feedback"]
     rows = [
         (
-            "printed digits, held out",
+            "seven-segment, held out",
             len(held_out),
             accuracy(before, held_out),
             accuracy(after, held_out),
@@ -292,7 +294,7 @@ def report(
 
 def write_result(*, before, held_out, models, exit_code, after=None, **extra) -> None:
     result = {
-        "kind": "printed digits, DejaVu faces",
+        "kind": KIND,
         "held_out": len(held_out),
         "held_out_accuracy_before": accuracy(before, held_out),
         "held_out_accuracy_after": None if after is None else accuracy(after, held_out),
@@ -316,6 +318,7 @@ def measure_candidates(model_dir: Path, per_kind: int = 300) -> None:
     candidates: dict[str, list[Upload]] = {}
     for upload in handwriting:
         candidates.setdefault(upload.kind, []).append(upload)
+    candidates["seven_segment"] = segment_uploads(per_kind, HELD_OUT_SEED)
     printed = printed_uploads(per_kind * 2, HELD_OUT_SEED, fonts)
     candidates["printed (all faces)"] = printed
     for family in ("Sans-", "Sans.", "SansCondensed", "SansMono", "Serif-", "Serif.", "SerifCon"):

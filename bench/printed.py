@@ -1,4 +1,4 @@
-"""Printed digits: a kind of upload MNIST never shows, built from the fonts Debian ships.
+"""Printed and displayed digits: kinds of upload MNIST never shows.
 
 A price tag, a form field, a house number or a page number is a typed digit, not a
 handwritten one. Each upload here is one digit set in one of the DejaVu faces (fonts-dejavu:
@@ -68,6 +68,80 @@ def printed_uploads(count: int, seed: int, fonts: tuple[Path, ...] | None = None
                 label=digit,
                 filename=f"{KIND}-{how}-{index}.{extension}",
                 source=face,
+            )
+        )
+    return uploads
+
+
+# --- seven-segment displays -----------------------------------------------------------------
+
+SEGMENT_KIND = "seven_segment"
+# Which segments each digit lights: a top, b upper right, c lower right, d bottom,
+# e lower left, f upper left, g middle (the common 6 with a top bar, 7 without a left bar,
+# 9 with a bottom bar).
+_SEGMENTS = {
+    0: "abcdef",
+    1: "bc",
+    2: "abdeg",
+    3: "abcdg",
+    4: "bcfg",
+    5: "acdfg",
+    6: "acdefg",
+    7: "abc",
+    8: "abcdefg",
+    9: "abcdfg",
+}
+
+
+def segment_glyph(digit: int, rng: np.random.Generator) -> np.ndarray:
+    """The digit as a seven-segment display shows it, white on black uint8: a meter, a
+    clock, a scale. Stroke, gaps and slant drawn per upload."""
+    width, height = 60, 100
+    thick = int(rng.integers(8, 15))
+    gap = int(rng.integers(1, 4))
+    half = height // 2
+    boxes = {
+        "a": (gap + thick // 2, 0, width - gap - thick // 2, thick),
+        "d": (gap + thick // 2, height - thick, width - gap - thick // 2, height),
+        "g": (gap + thick // 2, half - thick // 2, width - gap - thick // 2, half + thick // 2),
+        "f": (0, gap + thick // 2, thick, half - gap),
+        "b": (width - thick, gap + thick // 2, width, half - gap),
+        "e": (0, half + gap, thick, height - gap - thick // 2),
+        "c": (width - thick, half + gap, width, height - gap - thick // 2),
+    }
+    margin = 20
+    canvas = Image.new("L", (width + 2 * margin, height + 2 * margin), 0)
+    draw = ImageDraw.Draw(canvas)
+    for segment in _SEGMENTS[digit]:
+        left, top, right, bottom = boxes[segment]
+        draw.rectangle((left + margin, top + margin, right + margin, bottom + margin), fill=255)
+    slant = float(rng.uniform(0.0, 0.2))  # displays lean forward a little
+    canvas = canvas.transform(
+        canvas.size,
+        Image.Transform.AFFINE,
+        (1, slant, -slant * canvas.size[1] / 2, 0, 1, 0),
+        resample=Image.Resampling.BILINEAR,
+    )
+    pixels = np.asarray(canvas)
+    rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    return pixels[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def segment_uploads(count: int, seed: int) -> list[Upload]:
+    """``count`` photos or scans of seven-segment digits (``Upload.source``: the digit)."""
+    uploads = []
+    for index in range(count):
+        rng = rng_for(seed, SEGMENT_KIND, index)
+        digit = int(rng.integers(0, 10))
+        how = str(rng.choice(list(_RENDERINGS)))
+        data, extension = _RENDERINGS[how](segment_glyph(digit, rng), rng)
+        uploads.append(
+            Upload(
+                kind=SEGMENT_KIND,
+                data=data,
+                label=digit,
+                filename=f"{SEGMENT_KIND}-{how}-{index}.{extension}",
+                source=digit,
             )
         )
     return uploads

@@ -20,6 +20,13 @@ HELM_DOCS   := $(CACHE_DIR)/helm-docs-$(HELM_DOCS_VERSION)/helm-docs
 TF_CPP_MIN_LOG_LEVEL ?= 2
 export MNIST_DATA_DIR CACHE_DIR STATE_DIR HELM TF_CPP_MIN_LOG_LEVEL
 export HELM_DOCS
+# Images (make images): localhost/mnist-gateway and localhost/mnist-train, tagged
+# <project version>-<git commit>; the image tests find them by this tag.
+# Expanded once, so a commit made while make runs cannot give the tests another tag.
+ifeq ($(origin IMAGE_TAG),undefined)
+IMAGE_TAG   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-$(shell git rev-parse --short HEAD)
+endif
+export IMAGE_TAG
 
 .PHONY: help
 help: ## Show this help
@@ -56,7 +63,7 @@ format: venv ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff format .
 
 .PHONY: test
-test: venv lint cassandra-up helm helm-docs browser-tools ## Lint, start Cassandra, build Helm and helm-docs, run the whole pytest suite
+test: venv lint cassandra-up helm helm-docs browser-tools images ## Lint, start Cassandra, build Helm and helm-docs, build the images, run the whole pytest suite
 	$(PY) -m pytest
 
 .PHONY: browser-tools
@@ -86,6 +93,20 @@ helm-docs: $(HELM_DOCS) ## Build the pinned helm-docs from the Go module proxy i
 
 $(HELM_DOCS):
 	scripts/install_helm_docs.sh $(HELM_DOCS_VERSION) $(HELM_DOCS)
+
+# podman (vfs storage, runc, the ulimits this kind of machine needs), installed with apt when
+# missing. Base: the Dockerfiles' pinned python image when it can be pulled, else a stand-in
+# built once with debootstrap and cached as a tar under $(CACHE_DIR)/images. pip inside the
+# build reaches the index through the build machine's own pip configuration: build.sh reads it
+# with `pip config list`, writes it to a temporary pip.conf and mounts that and the CA bundle
+# it names into the build as secrets ("pip.conf", "pip-ca.crt"); no layer keeps them.
+.PHONY: images
+images: ## Build localhost/mnist-gateway and localhost/mnist-train:$(IMAGE_TAG) with podman
+	scripts/images/build.sh $(IMAGE_TAG)
+
+.PHONY: image-secrets
+image-secrets: ## Write the build secrets skaffold mounts (the build machine's pip.conf and CA bundle) to $(STATE_DIR)/images/secrets
+	$(PYTHON_BASE) scripts/images/pip_secrets.py $(STATE_DIR)/images/secrets
 
 .PHONY: manifests
 manifests: helm helm-docs ## Render k8s/ manifests and helm/mnist/README.md from the Helm chart

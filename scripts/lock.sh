@@ -16,7 +16,7 @@ uv=${1:?usage: $0 UV [uv pip compile options]}
 shift
 cd "$(dirname "$0")/.."
 
-# uv does not read pip's configuration: give it the CA bundle pip uses on this machine.
+# uv does not read pip's configuration: give it the CA bundle pip uses here (pip config list).
 cert=$(python3 -m pip config list 2>/dev/null | sed -n "s/^[^=]*\.cert='\(.*\)'$/\1/p" | head -1)
 if [[ -n $cert && -z ${SSL_CERT_FILE:-} ]]; then
   export SSL_CERT_FILE=$cert

@@ -136,14 +136,37 @@ def test_dockerignore_keeps_local_state_out_of_the_context():
     assert excluded("gateway/__pycache__/config.cpython-311.pyc")
 
 
-def test_gateway_image_installs_no_tensorflow():
-    installs = [
-        r for w, r in instructions("Dockerfile.gateway") if w == "RUN" and "pip install" in r
+@pytest.mark.parametrize(("name", "lock"), [("gateway", "gateway"), ("train", "train")])
+def test_images_install_the_lock_and_then_the_project_alone(name, lock):
+    """Dependencies only from the lock (exact versions, hashes); the project on top without
+    dependencies and without the index, so nothing unlocked gets in."""
+    installs = [r for w, r in instructions(f"Dockerfile.{name}") if w == "RUN" and "pip " in r]
+    assert len(installs) == 3, installs
+    assert f"pip install --require-hashes --no-deps -r /src/requirements/{lock}.txt" in installs[0]
+    assert "pip install --require-hashes --no-deps -r requirements/build.txt" in installs[1]
+    assert installs[2].startswith(
+        "/opt/build/bin/pip install --no-deps --no-index --no-build-isolation "
+        "--target /opt/project . "
+    )
+    copies = [r for w, r in instructions(f"Dockerfile.{name}") if w == "COPY" and "--from" in r]
+    assert copies == [
+        "--from=deps /opt/venv /opt/venv",
+        "--from=project /opt/project /opt/venv/lib/python3.11/site-packages/",
     ]
-    assert installs == ['pip install ".[gateway]"']
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_images_copy_the_shared_contract_package(name):
+    copied = [r.split()[0] for w, r in instructions(name) if w == "COPY" and "--from" not in r]
+    assert "mnist_contract" in copied
+    assert ("gateway" in copied) == (name == "Dockerfile.gateway")
+    assert ("training" in copied) == (name == "Dockerfile.train")
+
+
+def test_gateway_lock_holds_no_tensorflow():
     extras = tomllib.loads(Path(ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]
     assert not any(dep.lower().startswith("tensorflow") for dep in extras["gateway"])
-    train = [r for w, r in instructions("Dockerfile.train") if w == "RUN" and "pip install" in r]
-    assert train == ['pip install ".[train]"']
+    lock = (ROOT / "requirements" / "gateway.txt").read_text().lower()
+    assert not re.search(r"^(tensorflow|keras)", lock, re.M)

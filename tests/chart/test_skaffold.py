@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 
 import jsonschema
 import pytest
@@ -66,3 +67,36 @@ def test_deploys_the_chart_with_the_built_images(config):
         image = re.fullmatch(r"\{\{\.IMAGE_(?:REPO|TAG|DIGEST)_(\w+)\}\}", value)
         if image:
             assert image[1] in {"mnist_gateway", "mnist_train"}, value
+
+
+def build_configs(config: dict) -> list[dict]:
+    """The build section and every profile's own build section."""
+    return [config["build"], *(p["build"] for p in config["profiles"] if "build" in p)]
+
+
+def test_builds_as_make_images_does(config):
+    """The same base argument, build secrets and tags as `make images`
+    (scripts/images/build.sh, the Dockerfiles' secret mounts, the Makefile's IMAGE_TAG)."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for build in build_configs(config):
+        assert build["tagPolicy"] == {
+            "gitCommit": {
+                "variant": "AbbrevCommitSha",
+                "prefix": f"{version}-",
+                "ignoreChanges": True,
+            }
+        }
+        for artifact in build["artifacts"]:
+            docker = artifact["docker"]
+            dockerfile = (ROOT / docker["dockerfile"]).read_text()
+            default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.M)[1]
+            assert docker["buildArgs"] == {
+                "PYTHON_IMAGE": f'{{{{ default "{default}" .PYTHON_IMAGE }}}}'
+            }
+            mounted = set(re.findall(r"--mount=type=secret,id=([\w.-]+)", dockerfile))
+            assert {s["id"] for s in docker["secrets"]} == mounted == {"pip.conf", "pip-ca.crt"}
+            for secret in docker["secrets"]:
+                assert secret["src"] == f".cache/images/secrets/{secret['id']}"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "git rev-parse --short HEAD" in makefile
+    assert "pip_secrets.py $(STATE_DIR)/images/secrets" in makefile

@@ -25,7 +25,7 @@ def test_killing_one_node_under_load_fails_no_request_and_loses_no_row(
     cluster_hosts, keyspace, exported_model_dir, mnist_test_set
 ):
     env = gateway_env(exported_model_dir, cluster_hosts, keyspace)
-    with gunicorn(env, workers=1) as (url, _):
+    with gunicorn(env, workers=1, faults_expected=True) as (url, _):
         with SteadyLoad(url, small_digit(mnist_test_set)) as load:
             time.sleep(LOAD_SECONDS)
             node("stop", 3, "--kill")
@@ -42,7 +42,7 @@ def test_two_nodes_down_is_503_with_retry_after_and_service_returns_with_one(
     cluster_hosts, keyspace, exported_model_dir, mnist_test_set
 ):
     env = gateway_env(exported_model_dir, cluster_hosts, keyspace)
-    with gunicorn(env, workers=1) as (url, _):
+    with gunicorn(env, workers=1, faults_expected=True) as (url, _):
         with SteadyLoad(url, small_digit(mnist_test_set)) as load:
             time.sleep(LOAD_SECONDS / 2)
             node("stop", 2)
@@ -51,12 +51,16 @@ def test_two_nodes_down_is_503_with_retry_after_and_service_returns_with_one(
             time.sleep(LOAD_SECONDS)
             node("start", 3)
             restarted_at = time.monotonic()
-            wait_until(
-                lambda: any(o.status == 201 and o.at > restarted_at for o in load.outcomes),
-                timeout=180,
-                interval=0.2,
-                what="an upload acknowledged after one node returned",
-            )
+            try:
+                wait_until(
+                    lambda: any(o.status == 201 and o.at > restarted_at for o in load.outcomes),
+                    timeout=180,
+                    interval=0.2,
+                    what="an upload acknowledged after one node returned",
+                )
+            except TimeoutError:
+                since = Counter(str(o.status) for o in load.outcomes if o.at > restarted_at)
+                raise AssertionError(f"answers since the node returned: {dict(since)}") from None
             back_after = (
                 min(o.at for o in load.outcomes if o.status == 201 and o.at > restarted_at)
                 - restarted_at
@@ -80,7 +84,10 @@ def test_restarting_every_node_leaves_each_acknowledged_row_exactly_once(
     cluster_hosts, keyspace, exported_model_dir, mnist_test_set
 ):
     env = gateway_env(exported_model_dir, cluster_hosts, keyspace)
-    with gunicorn(env, workers=1) as (url, _), SteadyLoad(url, small_digit(mnist_test_set)) as load:
+    with (
+        gunicorn(env, workers=1, faults_expected=True) as (url, _),
+        SteadyLoad(url, small_digit(mnist_test_set)) as load,
+    ):
         time.sleep(LOAD_SECONDS)
     for index in (1, 2, 3):
         node("stop", index)

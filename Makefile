@@ -15,11 +15,17 @@ HELM_VERSION ?= v3.19.0
 HELM        := $(CACHE_DIR)/helm-$(HELM_VERSION)/helm
 HELM_DOCS_VERSION ?= v1.14.2
 HELM_DOCS   := $(CACHE_DIR)/helm-docs-$(HELM_DOCS_VERSION)/helm-docs
+# The local cluster (make cluster-up): Kubernetes from scripts/cluster/tools/go.mod, kwok nodes.
+KUBE_VERSION ?= v1.32.13
+KWOK_VERSION ?= v0.8.0
+KUBE_DIR    := $(CACHE_DIR)/kube-$(KUBE_VERSION)
+KWOK_DIR    := $(CACHE_DIR)/kwok-$(KWOK_VERSION)
+KUBECTL     := $(KUBE_DIR)/kubectl
 
 # TensorFlow: keep its C++ start-up chatter (CUDA probing on a CPU machine) out of the output.
 TF_CPP_MIN_LOG_LEVEL ?= 2
 export MNIST_DATA_DIR CACHE_DIR STATE_DIR HELM TF_CPP_MIN_LOG_LEVEL
-export HELM_DOCS
+export HELM_DOCS KUBE_VERSION KWOK_VERSION KUBE_DIR KWOK_DIR KUBECTL
 # Images (make images): localhost/mnist-gateway and localhost/mnist-train, tagged
 # <project version>-<git commit>; the image tests find them by this tag.
 # Expanded once, so a commit made while make runs cannot give the tests another tag.
@@ -63,8 +69,12 @@ format: venv ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff format .
 
 .PHONY: test
-test: venv lint cassandra-up helm helm-docs browser-tools images ## Lint, start Cassandra, build Helm and helm-docs, build the images, run the whole pytest suite
-	$(PY) -m pytest
+test: venv lint cassandra-up helm helm-docs images browser-tools ## Lint, start Cassandra, build Helm and helm-docs, build the images, run the whole pytest suite
+	# The fault scenarios start three more Cassandra nodes: make test-faults runs them.
+	$(PY) -m pytest --ignore=tests/faults
+
+# Nodes of the local Cassandra: 1 on 127.0.0.1, or a cluster on 127.0.0.11, .12, ...
+NODES ?= 1
 
 .PHONY: browser-tools
 browser-tools: ## Chromium and chromedriver (Debian packages) and axe-core (npm ci) for the browser tests
@@ -75,12 +85,12 @@ test-browser: venv browser-tools ## The page in headless Chromium and the API's 
 	$(PY) -m pytest tests/browser tests/integration/test_api_conformance.py
 
 .PHONY: cassandra-up
-cassandra-up: venv ## Start one local Cassandra 5.0 node on 127.0.0.1:9042 (idempotent)
-	$(PY) scripts/cassandra_node.py up
+cassandra-up: venv ## Start local Cassandra 5.0 (NODES=1: 127.0.0.1:9042; NODES=3: a 3-node cluster) (idempotent)
+	$(PY) scripts/cassandra_node.py up --nodes $(NODES)
 
 .PHONY: cassandra-down
-cassandra-down: venv ## Stop the local Cassandra node
-	$(PY) scripts/cassandra_node.py down
+cassandra-down: venv ## Stop the local Cassandra node(s) (same NODES as cassandra-up)
+	$(PY) scripts/cassandra_node.py down --nodes $(NODES)
 
 .PHONY: helm
 helm: $(HELM) ## Build the pinned Helm CLI from the Go module proxy into the cache
@@ -112,6 +122,26 @@ image-secrets: ## Write the build secrets skaffold mounts (the build machine's p
 manifests: helm helm-docs ## Render k8s/ manifests and helm/mnist/README.md from the Helm chart
 	$(PY) scripts/render_manifests.py
 	$(HELM_DOCS) --chart-search-root helm --log-level warning
+
+.PHONY: cluster-binaries
+cluster-binaries: ## Build etcd, kube-apiserver, -controller-manager, -scheduler, kubectl and kwok into the cache (cold: 20-30 min)
+	scripts/cluster/build.sh $(KUBE_DIR) $(KWOK_DIR)
+
+.PHONY: cluster-up
+cluster-up: cluster-binaries ## Start a local Kubernetes control plane with kwok nodes on 127.0.0.1 (KUBECONFIG=.cache/cluster/kubeconfig)
+	$(PYTHON_BASE) scripts/cluster/cluster.py up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and remove its state
+	$(PYTHON_BASE) scripts/cluster/cluster.py down
+
+.PHONY: test-cluster
+test-cluster: venv helm cluster-up ## The chart's life on the local cluster: install, upgrade, rollback, uninstall, reinstall
+	$(PY) -m pytest tests/cluster
+
+.PHONY: test-faults
+test-faults: venv ## Fault scenarios under load: a 3-node Cassandra (started and stopped here), node loss, restarts; prints the figures
+	$(PY) -m pytest tests/faults
 
 .PHONY: bench
 bench: bench-train bench-preprocess bench-model bench-gateway ## Run every benchmark
@@ -145,5 +175,5 @@ retrain: venv ## Retrain on MNIST + labelled predictions from the local store; e
 	$(PY) -m training --export-dir "$${MODEL_DIR:-.cache/models/mnist}" --feedback --min-accuracy $(RETRAIN_MIN_ACCURACY)
 
 .PHONY: clean
-clean: ## Remove per-checkout state (.cache) but keep the venv
+clean: cluster-down ## Remove per-checkout state (.cache) but keep the venv
 	rm -rf $(STATE_DIR) .pytest_cache .ruff_cache

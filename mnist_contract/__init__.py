@@ -66,5 +66,5 @@ def available_versions(base_dir: Path) -> list[int]:
 TERMINATION_LOG = Path("/dev/termination-log")
 RESULT_MAX_BYTES = 4096
 RESULT_EXPORTED = "exported"  # {"result", "version", "test_accuracy", "min_accuracy", ...}
-RESULT_REFUSED = "refused"  # below --min-accuracy: nothing exported
+RESULT_REFUSED = "refused"  # below --min-accuracy, or a feedback regression ("reason")
 RESULT_DATA_ERROR = "data_error"  # MNIST could not be loaded: {"result", "error"}

@@ -179,6 +179,8 @@ def run_summary(job: V1Job, pods: list[V1Pod]) -> dict[str, Any]:
 def outcome(state: str, result: dict[str, Any] | None, job: V1Job) -> str:
     if result and result.get("result") == RESULT_EXPORTED:
         return f"exported version {result.get('version')} (test accuracy {_acc(result)})"
+    if result and result.get("result") == RESULT_REFUSED and result.get("reason"):
+        return f"quality gate refused the model: {result['reason']}; nothing exported"
     if result and result.get("result") == RESULT_REFUSED:
         return (
             f"quality gate refused the model: test accuracy {_acc(result)} is below "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -11,6 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_contract import (
+    RESULT_DATA_ERROR,
+    RESULT_EXPORTED,
+    RESULT_MAX_BYTES,
+    RESULT_REFUSED,
+    TERMINATION_LOG,
+)
 from training.data import (
     DEFAULT_CACHE_DIR,
     DatasetError,
@@ -94,6 +102,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="where downloaded files are kept (default: %(default)s)",
     )
     parser.add_argument(
+        "--result-file",
+        type=Path,
+        default=TERMINATION_LOG if TERMINATION_LOG.exists() else None,
+        help="write the run's result (exported version and accuracy, or why not) there as JSON "
+        "(default: %(default)s, the container's termination message in a Kubernetes pod)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"{QUICK_TRAIN_EXAMPLES} training and {QUICK_TEST_EXAMPLES} test images, "
@@ -163,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mnist = load_mnist(args.data_dir, args.cache_dir)
     except DatasetError as error:
         log.error("cannot load MNIST: %s", error)
+        _write_result(args.result_file, result=RESULT_DATA_ERROR, error=str(error)[:1000])
         return EXIT_DATA_ERROR
     train_split, test_split = _splits(mnist, quick=args.quick)
     feedback, weights, by_source = None, None, {"mnist": len(train_split.labels)}
@@ -204,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             trained.test_accuracy,
             args.min_accuracy,
         )
+        _write_result(args.result_file, result=RESULT_REFUSED, **_summary(trained, args, epochs))
         return EXIT_BELOW_MIN_ACCURACY
 
     extra_metrics: dict[str, object] = {"train_examples_by_source": by_source}
@@ -212,6 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra_metrics["feedback"] = section
         if refusal:
             log.error("%s: nothing exported", refusal)
+            _write_result(
+                args.result_file,
+                result=RESULT_REFUSED,
+                reason=refusal,
+                **_summary(trained, args, epochs),
+            )
             return EXIT_FEEDBACK_REGRESSION
 
     log.info("exporting to %s", args.export_dir)
@@ -223,7 +246,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra_metrics=extra_metrics,
     )
     print(f"exported {path} (test accuracy {trained.test_accuracy:.4f})")
+    _write_result(
+        args.result_file,
+        result=RESULT_EXPORTED,
+        version=int(path.name),
+        **_summary(trained, args, epochs),
+    )
     return 0
+
+
+def _summary(trained, args: argparse.Namespace, epochs: int) -> dict:
+    return {
+        "test_accuracy": round(float(trained.test_accuracy), 6),
+        "min_accuracy": args.min_accuracy,
+        "arch": args.arch,
+        "epochs": epochs,
+        "train_seconds": round(float(trained.train_seconds), 2),
+    }
+
+
+def _write_result(path: Path | None, **result) -> None:
+    """The run's result as one JSON line (see mnist_contract: RESULT_*); a failure to write it
+    is logged, never fatal: the model and the exit code matter more."""
+    if path is None:
+        return
+    text = json.dumps(result, sort_keys=True)
+    if len(text.encode()) > RESULT_MAX_BYTES:
+        raise ValueError(f"training result over {RESULT_MAX_BYTES} bytes: {text[:200]}")
+    try:
+        path.write_text(text + "\n")
+    except OSError as error:
+        log.warning("cannot write the result to %s: %s", path, error)
 
 
 def _default_epochs(arch: str, *, quick: bool) -> int:

@@ -523,3 +523,13 @@ def test_status_table_shows_problems_pin_and_live_state():
     models = {k: data[k] for k in ("release", "namespace", "serving", "versions", "live")}
     schema_validator("models").validate(models)
     assert models_table(models).splitlines()[1].split()[:3] == ["1", "0.9812", "compact"]
+
+
+def test_a_feedback_regression_is_reported_with_its_reason():
+    reason = "feedback holdout accuracy 0.9100 is below version 3's 0.9300"
+    refused = json.dumps({"result": "refused", "test_accuracy": 0.99, "reason": reason})
+    run = training.run_summary(_job("Failed"), [_train_pod("p", refused, exit_code=4)])
+    assert run["message"] == (
+        "quality gate refused the model: feedback holdout accuracy 0.9100 is below version "
+        "3's 0.9300; nothing exported"
+    )

@@ -10,7 +10,13 @@ import sys
 
 import pytest
 
-from mnist_contract import METRICS_FILE, version_numbers
+from mnist_contract import (
+    METRICS_FILE,
+    RESULT_DATA_ERROR,
+    RESULT_EXPORTED,
+    RESULT_REFUSED,
+    version_numbers,
+)
 from tests.support.paths import REPO_ROOT
 from training import cli
 from training.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
@@ -28,19 +34,31 @@ def test_below_min_accuracy_exports_nothing_and_exits_3(
 ):
     export_dir = tmp_path / "models"
     argv = ["--export-dir", str(export_dir), "--data-dir", str(mnist_data_dir)]
+    result_file = tmp_path / "result.json"
+    argv += ["--result-file", str(result_file)]
     with caplog.at_level(logging.INFO, logger="training"):
         code = cli.main([*argv, "--quick", "--epochs", "1", "--min-accuracy", "0.99"])
     assert code == cli.EXIT_BELOW_MIN_ACCURACY == 3
     assert "below --min-accuracy 0.9900: nothing exported" in caplog.text
     assert version_numbers(export_dir) == []
+    # The result mnistctl reads from the pod's termination message.
+    result = json.loads(result_file.read_text())
+    assert result["result"] == RESULT_REFUSED
+    assert result["min_accuracy"] == 0.99 and result["test_accuracy"] < 0.99
+    assert (result["epochs"], result["arch"]) == (1, "compact")
+    assert "version" not in result
 
 
 def test_unreadable_data_is_exit_1_naming_the_file(tmp_path, caplog):
     for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS):
         (tmp_path / f"{name}.gz").write_bytes(b"not gzip")
+    result_file = tmp_path / "result.json"
     argv = ["--export-dir", str(tmp_path / "models"), "--data-dir", str(tmp_path)]
-    assert cli.main(argv) == cli.EXIT_DATA_ERROR == 1
+    assert cli.main([*argv, "--result-file", str(result_file)]) == cli.EXIT_DATA_ERROR == 1
     assert f"{TRAIN_IMAGES}.gz: not a valid gzip file" in caplog.text
+    result = json.loads(result_file.read_text())
+    assert result["result"] == RESULT_DATA_ERROR
+    assert f"{TRAIN_IMAGES}.gz: not a valid gzip file" in result["error"]
 
 
 @pytest.mark.parametrize(
@@ -57,8 +75,9 @@ def test_bad_arguments_are_usage_errors(bad_args, tmp_path):
 def test_quick_run_end_to_end(tmp_path, mnist_data_dir):
     export_dir = tmp_path / "models"
     command = [sys.executable, "-m", "training", "--quick", "--epochs", "1", "--seed", "3"]
+    result_file = tmp_path / "result.json"
     result = subprocess.run(
-        [*command, "--export-dir", str(export_dir)],
+        [*command, "--export-dir", str(export_dir), "--result-file", str(result_file)],
         cwd=REPO_ROOT,
         env={**os.environ, "MNIST_DATA_DIR": str(mnist_data_dir)},
         capture_output=True,
@@ -76,3 +95,6 @@ def test_quick_run_end_to_end(tmp_path, mnist_data_dir):
     assert (metrics["epochs"], metrics["seed"]) == (1, 3)
     assert (metrics["train_examples"], metrics["test_examples"]) == (6000, 1000)
     assert metrics["test_accuracy"] > 0.8
+    summary = json.loads(result_file.read_text())
+    assert summary["result"] == RESULT_EXPORTED and summary["version"] == 1
+    assert summary["test_accuracy"] == round(metrics["test_accuracy"], 6)

@@ -69,7 +69,7 @@ format: venv ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff format .
 
 .PHONY: test
-test: venv lint cassandra-up helm helm-docs images browser-tools ## Lint, start Cassandra, build Helm and helm-docs, build the images, run the whole pytest suite
+test: venv lint cassandra-up helm helm-docs cluster-up images browser-tools ## Lint, start Cassandra and the local cluster, build Helm and helm-docs, build the images, run the whole pytest suite
 	# The fault scenarios start three more Cassandra nodes: make test-faults runs them.
 	$(PY) -m pytest --ignore=tests/faults
 

@@ -386,6 +386,14 @@ def test_error_paths_are_one_line_with_their_exit_code(release, admin, tmp_path)
     )
 
 
+def test_logs_without_a_real_node_fail_in_one_line(release, admin):
+    # kwok's nodes publish no address, so the API server has no kubelet to ask: the request
+    # passes authorization, then fails before any connection.
+    message = one_line_error(admin("logs", "gateway", "--tail", "5"), 1)
+    assert message.startswith(f"error: cannot read the logs of pod {RELEASE}-gateway-"), message
+    assert "address" in message, message
+
+
 # ---------- RBAC ----------
 
 

@@ -16,7 +16,7 @@ from kubernetes.client import V1Pod
 from kubernetes.client.rest import ApiException
 
 from mnistctl.errors import EXIT_FAILED, EXIT_NOT_FOUND, CliError
-from mnistctl.kube import api_error
+from mnistctl.kube import api_error, status_message
 from mnistctl.release import Release
 
 # Containers whose logs a component means (the pod's first container otherwise).
@@ -125,8 +125,11 @@ def _copy(
         )
     except ApiException as error:
         failure = api_error(error, f"logs of pod {pod}")
-        if failure.code == EXIT_FAILED or error.status >= 500:
-            failure = CliError(f"cannot read the logs of pod {pod}: {failure.message}", EXIT_FAILED)
+        if failure.code == EXIT_FAILED:
+            # The API server could not reach the pod's kubelet (no node address, node down).
+            failure = CliError(
+                f"cannot read the logs of pod {pod}: {status_message(error)}", EXIT_FAILED
+            )
         raise failure from None
     except (urllib3.exceptions.HTTPError, OSError) as error:
         raise CliError(f"logs of pod {pod}: {error}", EXIT_FAILED) from None

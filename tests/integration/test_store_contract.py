@@ -269,12 +269,24 @@ def test_labelled_of_a_store_without_labels_is_empty(store: Store) -> None:
 # --- operations ----------------------------------------------------------------------
 
 
-def test_ping_answers_while_open_and_refuses_once_closed(config: Config) -> None:
+def test_ping_answers_and_an_unreachable_backend_is_unavailable(
+    config: Config, tmp_path: Path
+) -> None:
     store = make_store(config)
-    assert store.ping() is None  # answers, raising nothing
-    store.close()
-    with pytest.raises(StoreUnavailable):
-        store.ping()
+    try:
+        assert store.ping() is None  # answers, raising nothing
+    finally:
+        store.close()
+    if config.uses_cassandra:  # nothing listens on port 1
+        broken = config.with_overrides(cassandra_port=1, cassandra_connect_timeout_seconds=1.0)
+    else:  # a directory is not a database file
+        broken = config.with_overrides(sqlite_path=tmp_path)
+    unreachable = make_store(broken)
+    try:
+        with pytest.raises(StoreUnavailable):
+            unreachable.ping()
+    finally:
+        unreachable.close()
 
 
 def test_concurrent_requests_from_many_threads_are_all_kept(store: Store) -> None:

@@ -121,7 +121,7 @@ def test_metrics_record_the_feedback_a_version_was_trained_on(
 def test_a_version_that_reads_the_holdout_worse_is_not_exported_and_says_why(
     tmp_path, mnist, mnist_data_dir, exported_model_dir, store_path, monkeypatch, caplog
 ):
-    # Serving: the session's model (thousands of images, two epochs). The new run: one
+    # Serving: the test run's shared model (thousands of images, two epochs). The new run: one
     # epoch on 256 images, far worse on the same held-out feedback.
     export_dir = tmp_path / "models"
     install_version(exported_model_dir / "1", export_dir, 1)

@@ -61,6 +61,7 @@ def test_every_variable_is_read() -> None:
         "MAX_UPLOAD_BYTES": "1024",
         "MAX_IMAGES_PER_REQUEST": "8",
         "MAX_IMAGE_PIXELS": "1000000",
+        "CLIENT_TIMEOUT_SECONDS": "12.5",
         "LOG_LEVEL": "debug",
     }
 
@@ -97,6 +98,7 @@ def test_every_variable_is_read() -> None:
         max_upload_bytes=1024,
         max_images_per_request=8,
         max_image_pixels=1_000_000,
+        client_timeout_seconds=12.5,
         log_level="DEBUG",
     )
     assert config.uses_cassandra

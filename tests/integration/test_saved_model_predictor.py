@@ -8,6 +8,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -105,31 +106,41 @@ def test_without_a_version_it_is_not_ready_until_one_appears(
     assert predictor.predict(mnist_test_set[0][:1])[0].model_version == "1"
 
 
-def test_a_new_version_is_swapped_in_without_failing_requests_in_flight(
-    exported_model_dir, mnist_test_set, model_dir, predictor
-):
-    install_version(newest_version_dir(exported_model_dir), model_dir, 1)
-    images = mnist_test_set[0][:8]
+@contextmanager
+def steady_predictions(
+    predictor: SavedModelPredictor, images: np.ndarray
+) -> Iterator[tuple[list[str], list[Exception]]]:
+    """Predict ``images`` in a loop on another thread while the body runs; yields the
+    versions that answered (one entry per call, in order) and the failures."""
     versions_seen: list[str] = []
     failures: list[Exception] = []
     stop = threading.Event()
 
-    def hammer() -> None:
+    def predict_until_stopped() -> None:
         while not stop.is_set():
             try:
                 versions_seen.extend({p.model_version for p in predictor.predict(images)})
             except Exception as error:
                 failures.append(error)
 
-    assert predictor.predict(images)[0].model_version == "1"
-    hammering = threading.Thread(target=hammer)
-    hammering.start()
+    thread = threading.Thread(target=predict_until_stopped)
+    thread.start()
     try:
-        new_version = export_untrained_version(model_dir)
-        wait_until(lambda: str(new_version) in versions_seen, timeout=60, what="the new version")
+        yield versions_seen, failures
     finally:
         stop.set()
-        hammering.join()
+        thread.join()
+
+
+def test_a_new_version_is_swapped_in_without_failing_requests_in_flight(
+    exported_model_dir, mnist_test_set, model_dir, predictor
+):
+    install_version(newest_version_dir(exported_model_dir), model_dir, 1)
+    images = mnist_test_set[0][:8]
+    assert predictor.predict(images)[0].model_version == "1"
+    with steady_predictions(predictor, images) as (versions_seen, failures):
+        new_version = export_untrained_version(model_dir)
+        wait_until(lambda: str(new_version) in versions_seen, timeout=60, what="the new version")
 
     assert failures == []
     assert versions_seen[0] == "1"
@@ -186,21 +197,8 @@ def test_a_damaged_version_under_load_is_never_served_and_never_stops_serving(
     exported = newest_version_dir(exported_model_dir)
     install_version(exported, model_dir, 1)
     images = mnist_test_set[0][:4]
-    versions_seen: list[str] = []
-    failures: list[Exception] = []
-    stop = threading.Event()
-
-    def hammer() -> None:
-        while not stop.is_set():
-            try:
-                versions_seen.extend(p.model_version for p in predictor.predict(images))
-            except Exception as error:
-                failures.append(error)
-
     assert predictor.predict(images)[0].model_version == "1"
-    hammering = threading.Thread(target=hammer)
-    hammering.start()
-    try:
+    with steady_predictions(predictor, images) as (versions_seen, failures):
         # Written as an export writes: under a temporary name, then one rename.
         staging = model_dir / ".tmp-damaged"
         damage(exported, staging)
@@ -209,9 +207,6 @@ def test_a_damaged_version_under_load_is_never_served_and_never_stops_serving(
         time.sleep(2.0)
         install_version(exported, model_dir, 3)
         wait_until(lambda: "3" in versions_seen, timeout=60, what="the next good version")
-    finally:
-        stop.set()
-        hammering.join()
     assert failures == []
     assert "2" not in versions_seen
     assert set(versions_seen) == {"1", "3"}

@@ -21,11 +21,15 @@ KWOK_VERSION ?= v0.8.0
 KUBE_DIR    := $(CACHE_DIR)/kube-$(KUBE_VERSION)
 KWOK_DIR    := $(CACHE_DIR)/kwok-$(KWOK_VERSION)
 KUBECTL     := $(KUBE_DIR)/kubectl
+# NODE=real: one real node (containerd, kubelet, kube-proxy, CoreDNS) instead of kwok's.
+NODE        ?= kwok
+COREDNS_VERSION ?= v1.12.1
+COREDNS_DIR := $(CACHE_DIR)/coredns-$(COREDNS_VERSION)
 
 # TensorFlow: keep its C++ start-up chatter (CUDA probing on a CPU machine) out of the output.
 TF_CPP_MIN_LOG_LEVEL ?= 2
 export MNIST_DATA_DIR CACHE_DIR STATE_DIR HELM TF_CPP_MIN_LOG_LEVEL
-export HELM_DOCS KUBE_VERSION KWOK_VERSION KUBE_DIR KWOK_DIR KUBECTL
+export HELM_DOCS KUBE_VERSION KWOK_VERSION KUBE_DIR KWOK_DIR KUBECTL NODE COREDNS_VERSION COREDNS_DIR
 # Images (make images): localhost/mnist-gateway and localhost/mnist-train, tagged
 # <project version>-<git commit>; the image tests find them by this tag.
 # Expanded once, so a commit made while make runs cannot give the tests another tag.
@@ -70,11 +74,12 @@ format: venv ## Apply ruff fixes and formatting
 
 .PHONY: test
 test: venv lint cassandra-up helm helm-docs browser-tools ## Lint, start Cassandra, build Helm and helm-docs, run the pytest suite
-	# Three suites have targets of their own, each too slow from a cold cache to share
+	# Four suites have targets of their own, each too slow from a cold cache to share
 	# CI's 90 minutes with the rest: the images (make test-images: 30-45 minutes to build
-	# cold), the cluster (make test-cluster: 25-35 minutes to build the control plane) and
-	# the fault scenarios (make test-faults: three more Cassandra nodes).
-	$(PY) -m pytest --ignore=tests/faults --ignore=tests/cluster --ignore=tests/images
+	# cold), the cluster (make test-cluster: 25-35 minutes to build the control plane), the
+	# stack on a real node (make test-cluster NODE=real: both) and the fault scenarios
+	# (make test-faults: three more Cassandra nodes).
+	$(PY) -m pytest --ignore=tests/faults --ignore=tests/cluster --ignore=tests/images --ignore=tests/node
 
 # Nodes of the local Cassandra: 1 on 127.0.0.1, or a cluster on 127.0.0.11, .12, ...
 NODES ?= 1
@@ -127,20 +132,32 @@ manifests: helm helm-docs ## Render k8s/ manifests and helm/mnist/README.md from
 	$(HELM_DOCS) --chart-search-root helm --log-level warning
 
 .PHONY: cluster-binaries
-cluster-binaries: ## Build etcd, kube-apiserver, -controller-manager, -scheduler, kubectl and kwok into the cache (cold: 20-30 min)
-	scripts/cluster/build.sh $(KUBE_DIR) $(KWOK_DIR)
+cluster-binaries: ## Build etcd, the Kubernetes binaries and kwok (NODE=real: CoreDNS too) into the cache (cold: 20-30 min)
+	scripts/cluster/build.sh $(KUBE_DIR) $(KWOK_DIR) $(if $(filter real,$(NODE)),$(COREDNS_DIR))
 
 .PHONY: cluster-up
-cluster-up: cluster-binaries ## Start a local Kubernetes control plane with kwok nodes on 127.0.0.1 (KUBECONFIG=.cache/cluster/kubeconfig)
+cluster-up: cluster-binaries ## Start a local Kubernetes control plane with kwok nodes (NODE=real: one real node) (KUBECONFIG=.cache/cluster/kubeconfig)
 	$(PYTHON_BASE) scripts/cluster/cluster.py up
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local cluster and remove its state
 	$(PYTHON_BASE) scripts/cluster/cluster.py down
 
+# The images the chart runs on the real node: ours, and the two stand-ins for the official
+# images no registry here serves (TF Serving's REST API; Cassandra from Maven Central jars).
+NODE_IMAGES := gateway train serving-standin cassandra-standin
+
+.PHONY: standin-images
+standin-images: ## Build the STAND-IN images for tensorflow/serving and cassandra (the real node runs them)
+	scripts/images/build.sh $(IMAGE_TAG) serving-standin cassandra-standin
+
+.PHONY: cluster-images
+cluster-images: images standin-images ## Import the images (tag $(IMAGE_TAG)) into the real node's containerd (NODE=real)
+	$(PYTHON_BASE) scripts/cluster/cluster.py images $(foreach i,$(NODE_IMAGES),localhost/mnist-$(i):$(IMAGE_TAG))
+
 .PHONY: test-cluster
-test-cluster: venv helm cluster-up ## The chart's life on the local cluster: install, upgrade, rollback, uninstall, reinstall
-	$(PY) -m pytest tests/cluster
+test-cluster: venv helm cluster-up $(if $(filter real,$(NODE)),cluster-images) ## The chart's life on the local cluster (kwok); NODE=real: the whole stack end to end on a real node
+	$(PY) -m pytest $(if $(filter real,$(NODE)),tests/node,tests/cluster)
 
 .PHONY: test-images
 test-images: venv cassandra-up images ## Build both images, then run them as the chart does (tests/images)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Build the local cluster's binaries from source through the Go module proxy.
 #
-#   scripts/cluster/build.sh KUBE_DIR KWOK_DIR
-#     KUBE_DIR  e.g. ~/.cache/mnist-serving/kube-v1.32.13: etcd, kube-apiserver,
-#               kube-controller-manager, kube-scheduler, kubectl
-#     KWOK_DIR  e.g. ~/.cache/mnist-serving/kwok-v0.8.0: kwok
+#   scripts/cluster/build.sh KUBE_DIR KWOK_DIR [COREDNS_DIR]
+#     KUBE_DIR     e.g. ~/.cache/mnist-serving/kube-v1.32.13: etcd, kube-apiserver,
+#                  kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy
+#     KWOK_DIR     e.g. ~/.cache/mnist-serving/kwok-v0.8.0: kwok
+#     COREDNS_DIR  e.g. ~/.cache/mnist-serving/coredns-v1.12.1: coredns, the cluster DNS
+#                  of the real node (NODE=real); only built when given
 #
 # The Kubernetes and etcd versions come from scripts/cluster/tools/go.mod (a
 # wrapper module: k8s.io/kubernetes cannot be `go install`ed because its go.mod
@@ -18,13 +20,15 @@
 # A cold build is CPU-bound (kube-apiserver dominates: 15-25 minutes on 2 cores).
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-  echo "usage: $0 KUBE_DIR KWOK_DIR" >&2
+if [[ $# -lt 2 || $# -gt 3 ]]; then
+  echo "usage: $0 KUBE_DIR KWOK_DIR [COREDNS_DIR]" >&2
   exit 2
 fi
 kube_dir=$1
 kwok_dir=$2
+coredns_dir=${3:-}
 kwok_version=${KWOK_VERSION:-v0.8.0}
+coredns_version=${COREDNS_VERSION:-v1.12.1}
 here=$(cd "$(dirname "$0")" && pwd)
 module=$here/tools
 cache=${CACHE_DIR:-$HOME/.cache/mnist-serving}
@@ -33,7 +37,7 @@ command -v go >/dev/null || { echo "$0: the Go toolchain (go) is required" >&2; 
 export GOPATH=$cache/go GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
-kube_bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
+kube_bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
 have_all() {
   local dir=$1; shift
@@ -71,7 +75,9 @@ build_kube() {
       k8s.io/kubernetes/cmd/kube-apiserver \
       k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler \
-      k8s.io/kubernetes/cmd/kubectl
+      k8s.io/kubernetes/cmd/kubectl \
+      k8s.io/kubernetes/cmd/kubelet \
+      k8s.io/kubernetes/cmd/kube-proxy
   )
   local built
   built=$("$tmp/kube-apiserver" --version)
@@ -104,5 +110,18 @@ build_kwok() {
   trap - EXIT
 }
 
+build_coredns() {
+  mkdir -p "$(dirname "$coredns_dir")"
+  local tmp
+  tmp=$(mktemp -d "$(dirname "$coredns_dir")/.coredns-build.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  echo "Building CoreDNS $coredns_version into $coredns_dir (cold: about 5 minutes)" >&2
+  GOBIN=$tmp nice -n 10 go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$coredns_version"
+  rm -rf "$coredns_dir"
+  mv "$tmp" "$coredns_dir"
+  trap - EXIT
+}
+
 have_all "$kube_dir" "${kube_bins[@]}" || build_kube
 { have_all "$kwok_dir" kwok && [[ -f $kwok_dir/stages/pod-complete.yaml ]]; } || build_kwok
+[[ -z $coredns_dir ]] || have_all "$coredns_dir" coredns || build_coredns

@@ -4,6 +4,7 @@
     cluster.py down      stop every process it started and remove its state
     cluster.py status    print what runs; exit 0 when the API server answers, 3 if not
     cluster.py volumes   offer Released volumes again and top up the volume pool
+    cluster.py images REF...   import podman images into the real node's containerd
 
 The control plane is real: etcd, kube-apiserver (RBAC, the default admission
 plugins including PodSecurity, NodeRestriction), kube-controller-manager (every
@@ -11,8 +12,10 @@ default controller, service-account tokens, certificate signing) and
 kube-scheduler, built by scripts/cluster/build.sh into ``$KUBE_DIR``. The nodes
 are kwok fakes (``$KWOK_DIR/kwok``): the scheduler places pods on them and kwok
 moves the pods through their phases (Ready at once, Job and ``helm test`` pods
-Succeeded), but no container runs. ``NODE`` selects the node provider; ``kwok``
-is the one implemented (a real kubelet would plug in as another provider).
+Succeeded), but no container runs. ``NODE=real`` gives one real node instead:
+containerd, a kubelet, kube-proxy and CoreDNS in a network namespace of the
+project's own (real_node.py); the API server then listens on that namespace's
+host end, 10.90.0.1, rather than on 127.0.0.1.
 
 Everything lives in ``$STATE_DIR/cluster``: a certificate authority and
 certificates made per cluster with openssl, kubeconfigs (the admin one at
@@ -36,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -121,6 +125,7 @@ class ClusterError(RuntimeError):
 class Settings:
     kube_dir: Path
     kwok_dir: Path
+    coredns_dir: Path
     state: Path
     api_port: int
     etcd_port: int
@@ -137,17 +142,20 @@ class Settings:
         cache = _env_path("CACHE_DIR", "~/.cache/mnist-serving")
         kube_version = os.environ.get("KUBE_VERSION") or "v1.32.13"
         kwok_version = os.environ.get("KWOK_VERSION") or "v0.8.0"
+        coredns_version = os.environ.get("COREDNS_VERSION") or "v1.12.1"
         etcd_port = _env_int("CLUSTER_ETCD_PORT", 2379)
+        state = _env_path("STATE_DIR", ".cache") / "cluster"
         return cls(
             kube_dir=_env_path("KUBE_DIR", str(cache / f"kube-{kube_version}")),
             kwok_dir=_env_path("KWOK_DIR", str(cache / f"kwok-{kwok_version}")),
-            state=_env_path("STATE_DIR", ".cache") / "cluster",
+            coredns_dir=_env_path("COREDNS_DIR", str(cache / f"coredns-{coredns_version}")),
+            state=state,
             api_port=_env_int("CLUSTER_API_PORT", 6443),
             etcd_port=etcd_port,
             controller_manager_port=_env_int("CLUSTER_CONTROLLER_MANAGER_PORT", 10257),
             scheduler_port=_env_int("CLUSTER_SCHEDULER_PORT", 10259),
             nodes=_env_int("CLUSTER_NODES", 3),
-            node_provider=os.environ.get("NODE") or "kwok",
+            node_provider=os.environ.get("NODE") or _recorded_provider(state) or "kwok",
             volumes=_env_int("CLUSTER_VOLUMES", 8),
             volume_classes=tuple(
                 (os.environ.get("CLUSTER_VOLUME_CLASSES") or "nfs-client").split()
@@ -176,14 +184,27 @@ class Settings:
         return self.state / "volumes"
 
     @property
+    def api_host(self) -> str:
+        return node_provider(self).api_host
+
+    @property
     def api_url(self) -> str:
-        return f"https://{HOST}:{self.api_port}"
+        return f"https://{self.api_host}:{self.api_port}"
 
     def binary(self, name: str) -> Path:
-        path = (self.kwok_dir if name == "kwok" else self.kube_dir) / name
+        directory = {"kwok": self.kwok_dir, "coredns": self.coredns_dir}.get(name, self.kube_dir)
+        path = directory / name
         if not os.access(path, os.X_OK):
             raise ClusterError(f"{path} is missing: build it with `make cluster-binaries`")
         return path
+
+
+def _recorded_provider(state: Path) -> str | None:
+    """The NODE a running cluster was started with, so later commands need not repeat it."""
+    try:
+        return (state / "node-provider").read_text().strip() or None
+    except OSError:
+        return None
 
 
 # ---------- certificates (openssl) ----------
@@ -227,7 +248,7 @@ CLIENTS = {
 }
 
 
-def make_pki(pki: Path) -> None:
+def make_pki(pki: Path, clients: dict[str, str], api_host: str) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".pki-", dir=pki.parent))
     try:
         _new_key(tmp / "ca.key")
@@ -239,7 +260,8 @@ def make_pki(pki: Path) -> None:
             "-out", str(tmp / "ca.crt"),
         )  # fmt: skip
         sans = ",".join(
-            [f"IP:{HOST}", f"IP:{SERVICE_IP}", "DNS:localhost", "DNS:kubernetes"]
+            [f"IP:{ip}" for ip in dict.fromkeys([HOST, api_host, SERVICE_IP])]
+            + ["DNS:localhost", "DNS:kubernetes"]
             + [f"DNS:kubernetes.default{s}" for s in ("", ".svc", f".svc.{CLUSTER_DOMAIN}")]
         )
         _sign(
@@ -249,7 +271,7 @@ def make_pki(pki: Path) -> None:
             "keyUsage=critical,digitalSignature,keyEncipherment\n"
             f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n",
         )
-        for name, subject in CLIENTS.items():
+        for name, subject in clients.items():
             _sign(
                 tmp,
                 name,
@@ -313,6 +335,9 @@ class Component:
     name: str
     binary: Path
     args: tuple[str, ...]
+    # Started with `nsenter --net=/run/netns/<netns>`, which execs the binary in that
+    # network namespace (and only that one), so the pid file still names the binary.
+    netns: str | None = None
 
 
 def _pid_file(settings: Settings, name: str) -> Path:
@@ -352,8 +377,9 @@ def _is_zombie(pid: int) -> bool:
 def start(settings: Settings, component: Component) -> subprocess.Popen[bytes]:
     log = settings.logs / f"{component.name}.log"
     with log.open("ab") as out:
+        prefix = ["nsenter", f"--net=/run/netns/{component.netns}", "--"] if component.netns else []
         process = subprocess.Popen(
-            [str(component.binary), *component.args],
+            [*prefix, str(component.binary), *component.args],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -481,6 +507,7 @@ def control_plane(settings: Settings) -> list[Component]:
     etcd_url = f"http://{HOST}:{settings.etcd_port}"
     peer_url = f"http://{HOST}:{settings.etcd_port + 1}"
     kube = {name: str(settings.state / f"{name}.kubeconfig") for name in CLIENTS}
+    api_host = settings.api_host
     return [
         Component(
             "etcd",
@@ -502,8 +529,8 @@ def control_plane(settings: Settings) -> list[Component]:
             "kube-apiserver",
             settings.binary("kube-apiserver"),
             (
-                f"--bind-address={HOST}",
-                f"--advertise-address={HOST}",
+                f"--bind-address={api_host}",
+                f"--advertise-address={api_host}",
                 f"--secure-port={settings.api_port}",
                 f"--etcd-servers={etcd_url}",
                 f"--client-ca-file={pki / 'ca.crt'}",
@@ -522,6 +549,7 @@ def control_plane(settings: Settings) -> list[Component]:
                 # One API server on loopback: no Endpoints for the kubernetes Service.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                *node_provider(settings).apiserver_flags(),
             ),
         ),
         Component(
@@ -592,12 +620,34 @@ def health_checks(settings: Settings) -> dict:
 
 
 class KwokNodes:
-    """Fake nodes: Node objects that kwok keeps Ready, and whose pods it plays."""
+    """Fake nodes: Node objects that kwok keeps Ready, and whose pods it plays.
+
+    The node-provider interface (RealNode in real_node.py is the other one): names,
+    api_host, clients, apiserver_flags, components, health_checks, prepare, started,
+    register, volume_source and teardown.
+    """
 
     name = "kwok"
+    api_host = HOST
+    clients: types.MappingProxyType[str, str] = types.MappingProxyType({})
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    def apiserver_flags(self) -> tuple[str, ...]:
+        return ()
+
+    def health_checks(self) -> dict:
+        return {}
+
+    def started(self, name: str) -> None:
+        pass
+
+    def volume_source(self, path: Path) -> dict:
+        return {"hostPath": {"path": str(path), "type": "DirectoryOrCreate"}}
+
+    def teardown(self) -> None:
+        pass
 
     def names(self) -> list[str]:
         return [f"kwok-node-{i}" for i in range(self.settings.nodes)]
@@ -654,10 +704,16 @@ class KwokNodes:
         apply(self.settings, nodes)
 
 
-NODE_PROVIDERS = {"kwok": KwokNodes}
+def _real_node(settings: Settings):
+    from real_node import RealNode  # root-only tooling (namespaces, containerd): loaded on demand
+
+    return RealNode(settings)
 
 
-def node_provider(settings: Settings) -> KwokNodes:
+NODE_PROVIDERS = {"kwok": KwokNodes, "real": _real_node}
+
+
+def node_provider(settings: Settings):
     try:
         return NODE_PROVIDERS[settings.node_provider](settings)
     except KeyError:
@@ -723,7 +779,7 @@ def _volume(settings: Settings, name: str, storage_class: str) -> dict:
             "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
             "persistentVolumeReclaimPolicy": "Retain",
             "storageClassName": storage_class,
-            "hostPath": {"path": str(path), "type": "DirectoryOrCreate"},
+            **node_provider(settings).volume_source(path),
         },
     }
 
@@ -739,7 +795,8 @@ def ensure_volumes(settings: Settings) -> list[str]:
     for pv in existing:
         if pv["status"].get("phase") == "Released":
             name = pv["metadata"]["name"]
-            path = Path(pv["spec"]["hostPath"]["path"])
+            source = pv["spec"].get("hostPath") or pv["spec"].get("local")
+            path = Path(source["path"])
             if settings.volume_root in path.parents:
                 shutil.rmtree(path, ignore_errors=True)
                 path.mkdir(parents=True, exist_ok=True)
@@ -799,17 +856,20 @@ def up(settings: Settings) -> None:
     started = time.monotonic()
     for path in (settings.state, settings.run, settings.logs):
         path.mkdir(parents=True, exist_ok=True)
-    make_pki(settings.pki)
+    (settings.state / "node-provider").write_text(f"{nodes.name}\n")
+    clients = CLIENTS | nodes.clients
+    make_pki(settings.pki, clients, nodes.api_host)
     write_kubeconfig(settings, settings.kubeconfig, "admin")
-    for client in CLIENTS:
+    for client in clients:
         write_kubeconfig(settings, settings.state / f"{client}.kubeconfig", client)
-    nodes.prepare()
-    checks = health_checks(settings)
+    checks = health_checks(settings) | nodes.health_checks()
     try:
+        nodes.prepare()
         for component in components:
             process = start(settings, component)
             if component.name in checks:
                 wait_until(settings, process, component.name, checks[component.name])
+            nodes.started(component.name)
         wait_for_default_service_account(settings)
         nodes.register()
         ensure_volumes(settings)
@@ -824,6 +884,9 @@ def up(settings: Settings) -> None:
 
 
 def down(settings: Settings) -> None:
+    # A real node's containers, mounts and namespace go first and whatever NODE says:
+    # `down` must leave the machine as it was even after a failed or foreign `up`.
+    _real_node(settings).teardown()
     if settings.run.exists():
         known = [c.name for c in reversed(control_plane(settings))]
         recorded = [p.stem for p in settings.run.glob("*.pid")]
@@ -834,6 +897,17 @@ def down(settings: Settings) -> None:
     shutil.rmtree(settings.state, ignore_errors=True)
     if settings.state.exists():
         raise ClusterError(f"could not remove {settings.state}")
+
+
+def load_images(settings: Settings, refs: list[str]) -> None:
+    """Import images from podman's store into the real node (kwok nodes run none)."""
+    if settings.node_provider != "real" or running_pid(settings, "containerd") is None:
+        raise ClusterError("images go into a real node: start one with `make cluster-up NODE=real`")
+    node = node_provider(settings)
+    for ref in refs:
+        started = time.monotonic()
+        node.import_image(ref)
+        print(f"imported {ref} in {time.monotonic() - started:.0f} s")
 
 
 def status(settings: Settings) -> int:
@@ -849,7 +923,8 @@ def status(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status", "volumes"])
+    parser.add_argument("command", choices=["up", "down", "status", "volumes", "images"])
+    parser.add_argument("images", nargs="*", help="images: podman image references to import")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     try:
@@ -860,6 +935,8 @@ def main(argv: list[str] | None = None) -> int:
                 up(settings)
             elif args.command == "down":
                 down(settings)
+            elif args.command == "images":
+                load_images(settings, args.images)
             else:
                 recycled = ensure_volumes(settings)
                 print(f"volumes ready; offered again: {', '.join(recycled) or 'none'}")
@@ -870,4 +947,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # real_node.py imports this module as `cluster`: let that name be this very module
+    # (not a second copy with its own ClusterError).
+    sys.modules.setdefault("cluster", sys.modules[__name__])
     sys.exit(main())

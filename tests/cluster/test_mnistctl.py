@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cluster.conftest import CHART, HELM_TIMEOUT, ROOT, Cluster
+from tests.support.kube import CHART, HELM_TIMEOUT, Cluster
+from tests.support.paths import REPO_ROOT as ROOT
 from tests.unit.test_mnistctl import schema_validator
 
 RELEASE = "mnist"

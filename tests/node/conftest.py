@@ -1,0 +1,96 @@
+"""Fixtures for the whole stack on the real one-node cluster (make test-cluster NODE=real).
+
+The node is real: containerd runs the images `make images` built (imported by
+`make cluster-images`), with the chart's hardening, real probes, volumes and Services
+(scripts/cluster/real_node.py). Two images are STAND-INS, named as such wherever they
+appear: TF Serving's (its REST API over the same SavedModels, Dockerfile.serving-standin)
+and Cassandra's (the same release from Maven Central jars on Debian's Java 17,
+Dockerfile.cassandra-standin): no registry reachable here serves the official ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.kube import CHART, Cluster, connect
+from tests.support.paths import REPO_ROOT
+
+NAMESPACE = "mnist-e2e"
+RELEASE = "mnist"
+VALUES = REPO_ROOT / "k8s" / "real-node-values.yaml"
+INSTALL_TIMEOUT = "30m"
+FIGURES = REPO_ROOT / ".cache" / "cluster" / "node-figures.json"
+
+
+def _state_dir() -> Path:
+    state = Path(os.environ.get("STATE_DIR") or ".cache")
+    return state if state.is_absolute() else REPO_ROOT / state
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    found = connect()
+    provider = _state_dir() / "cluster" / "node-provider"
+    if not provider.exists() or provider.read_text().strip() != "real":
+        pytest.fail("the local cluster has no real node: run `make cluster-up NODE=real`")
+    return found
+
+
+@pytest.fixture(scope="session")
+def image_tag() -> str:
+    tag = os.environ.get("IMAGE_TAG")
+    if not tag:
+        pytest.fail("IMAGE_TAG is not set: run through `make test-cluster NODE=real`")
+    return tag
+
+
+@pytest.fixture(scope="session")
+def mnist_data_dir() -> Path:
+    data = os.environ.get("MNIST_DATA_DIR")
+    if not data or not (Path(data) / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.fail(f"MNIST_DATA_DIR={data!r} holds no MNIST files (the training Job mounts it)")
+    return Path(data)
+
+
+@pytest.fixture(scope="session")
+def figures() -> Iterator[dict]:
+    """Measured figures, written to .cache/cluster/node-figures.json for docs/benchmarks.md."""
+    found: dict = {}
+    yield found
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    FIGURES.write_text(json.dumps(found, indent=2) + "\n")
+
+
+def helm_args(image_tag: str, mnist_data_dir: Path) -> list[str]:
+    """Everything the install adds to k8s/real-node-values.yaml: tags, data, passwords."""
+    data_volume = {"hostPath": {"path": str(mnist_data_dir), "type": "Directory"}}
+    args = ["-f", str(VALUES), "--set-json", f"training.dataVolume={json.dumps(data_volume)}"]
+    for image in ("gateway", "train", "serving", "cassandra"):
+        args += ["--set", f"images.{image}.tag={image_tag}"]
+    for key in ("password", "adminPassword"):
+        args += ["--set", f"cassandra.auth.{key}={secrets.token_hex(12)}"]
+    return args
+
+
+@pytest.fixture(scope="module")
+def release(
+    cluster: Cluster, image_tag: str, mnist_data_dir: Path, figures: dict
+) -> Iterator[dict]:
+    """The chart installed once (helm install --wait --wait-for-jobs) for the module."""
+    cluster.delete_namespace(NAMESPACE)
+    cluster.create_namespace(NAMESPACE)
+    started = time.monotonic()
+    cluster.helm(
+        "install", RELEASE, str(CHART), "-n", NAMESPACE, "--wait", "--wait-for-jobs",
+        "--timeout", INSTALL_TIMEOUT, *helm_args(image_tag, mnist_data_dir),
+    )  # fmt: skip
+    yield {"installed_at": started, "install_seconds": time.monotonic() - started}
+    cluster.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
+    cluster.delete_namespace(NAMESPACE)

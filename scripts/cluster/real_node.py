@@ -68,6 +68,7 @@ MACHINE_PATHS = (
     Path("/var/log/pods"),
     Path("/var/lib/kubelet"),
 )
+CGROUPS = "cgroups k8s.io"  # marks the cgroup directories of containerd's k8s.io namespace
 CLIENTS = {
     # Node authorizer + NodeRestriction: the kubelet may touch only its own node's objects.
     "node": f"/O=system:nodes/CN=system:node:{NODE_NAME}",
@@ -218,6 +219,21 @@ def _unmount_under(roots: list[Path]) -> None:
     raise ClusterError(f"could not unmount {points}")
 
 
+def _cgroup_dirs() -> list[Path]:
+    """The cgroup directories containerd makes for the k8s.io namespace, one per hierarchy."""
+    return [h / "k8s.io" for h in Path("/sys/fs/cgroup").iterdir() if (h / "k8s.io").is_dir()]
+
+
+def _remove_cgroups(directories: list[Path]) -> None:
+    # cgroupfs directories go with rmdir, deepest first, once no process is left in them.
+    for top in directories:
+        for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
+
+
 class RealNode:
     """One real node: containerd, the kubelet, kube-proxy and CoreDNS in a namespace."""
 
@@ -333,6 +349,8 @@ class RealNode:
     def prepare(self) -> None:
         ensure_packages()
         created = [str(p) for p in MACHINE_PATHS if not p.exists()]
+        if not _cgroup_dirs():
+            created.append(CGROUPS)
         network_up()
         for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet-pki", "logs/pods"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
@@ -541,4 +559,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         created = self.dir / "created-paths.json"
         if created.exists():
             for path in json.loads(created.read_text()):
-                shutil.rmtree(path, ignore_errors=True)
+                if path == CGROUPS:
+                    _remove_cgroups(_cgroup_dirs())
+                else:
+                    shutil.rmtree(path, ignore_errors=True)

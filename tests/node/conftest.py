@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,9 +69,66 @@ def figures() -> Iterator[dict]:
     FIGURES.write_text(json.dumps(found, indent=2) + "\n")
 
 
-def helm_args(image_tag: str, mnist_data_dir: Path) -> list[str]:
+def mnist_data_claim(cluster: Cluster, mnist_data_dir: Path) -> str:
+    """A claim on a copy of the MNIST files, for training.dataVolume.
+
+    A `restricted` namespace refuses hostPath volumes, so the files reach the training
+    pod as an operator would offer them: a PersistentVolume (local, on the node) bound to
+    a claim in the namespace, mounted read-only. A copy, so the kubelet's fsGroup handling
+    never touches the original files.
+    """
+    copy = _state_dir() / "cluster" / "mnist-data"
+    copy.mkdir(parents=True, exist_ok=True)
+    for source in mnist_data_dir.glob("*-ubyte.gz"):
+        shutil.copyfile(source, copy / source.name)
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"{NAMESPACE}-mnist-data"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadOnlyMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "claimRef": {"namespace": NAMESPACE, "name": "mnist-data"},
+            "local": {"path": str(copy)},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/hostname",
+                                    "operator": "In",
+                                    "values": ["mnist-node"],
+                                }
+                            ]
+                        }
+                    ]
+                }
+            },
+        },
+    }
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "mnist-data", "namespace": NAMESPACE},
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": volume["metadata"]["name"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    cluster.kubectl("delete", "pv", volume["metadata"]["name"], "--ignore-not-found")
+    cluster.run_stdin("apply", "-f", "-", stdin=json.dumps(volume))
+    cluster.run_stdin("apply", "-f", "-", stdin=json.dumps(claim))
+    return "mnist-data"
+
+
+def helm_args(image_tag: str, claim: str) -> list[str]:
     """Everything the install adds to k8s/real-node-values.yaml: tags, data, passwords."""
-    data_volume = {"hostPath": {"path": str(mnist_data_dir), "type": "Directory"}}
+    data_volume = {"persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
     args = ["-f", str(VALUES), "--set-json", f"training.dataVolume={json.dumps(data_volume)}"]
     for image in ("gateway", "train", "serving", "cassandra"):
         args += ["--set", f"images.{image}.tag={image_tag}"]
@@ -86,11 +144,13 @@ def release(
     """The chart installed once (helm install --wait --wait-for-jobs) for the module."""
     cluster.delete_namespace(NAMESPACE)
     cluster.create_namespace(NAMESPACE)
+    claim = mnist_data_claim(cluster, mnist_data_dir)
     started = time.monotonic()
     cluster.helm(
         "install", RELEASE, str(CHART), "-n", NAMESPACE, "--wait", "--wait-for-jobs",
-        "--timeout", INSTALL_TIMEOUT, *helm_args(image_tag, mnist_data_dir),
+        "--timeout", INSTALL_TIMEOUT, *helm_args(image_tag, claim),
     )  # fmt: skip
     yield {"installed_at": started, "install_seconds": time.monotonic() - started}
     cluster.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
     cluster.delete_namespace(NAMESPACE)
+    cluster.kubectl("delete", "pv", f"{NAMESPACE}-mnist-data", "--ignore-not-found")

@@ -203,20 +203,25 @@ def _kill(pids: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _mount_points_under(roots: list[Path]) -> list[str]:
+    prefixes = tuple(f"{root.resolve()}/" for root in roots)
+    points = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point.startswith(prefixes) or f"{point}/" in prefixes:
+            points.add(point)
+    return sorted(points, key=len, reverse=True)
+
+
 def _unmount_under(roots: list[Path]) -> None:
     """Lazily unmount every mount point under roots, deepest first."""
-    prefixes = tuple(f"{root.resolve()}/" for root in roots)
     for _ in range(5):
-        points = []
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            point = line.split()[4].replace("\\040", " ")
-            if point.startswith(prefixes) or point in {p.rstrip("/") for p in prefixes}:
-                points.append(point)
+        points = _mount_points_under(roots)
         if not points:
             return
-        for point in sorted(set(points), key=len, reverse=True):
+        for point in points:
             subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-    raise ClusterError(f"could not unmount {points}")
+    raise ClusterError(f"could not unmount {_mount_points_under(roots)}")
 
 
 def _cgroup_dirs() -> list[Path]:
@@ -557,9 +562,30 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         if shutil.which("ip"):
             network_down()
         created = self.dir / "created-paths.json"
-        if created.exists():
-            for path in json.loads(created.read_text()):
-                if path == CGROUPS:
-                    _remove_cgroups(_cgroup_dirs())
-                else:
-                    shutil.rmtree(path, ignore_errors=True)
+        recorded = json.loads(created.read_text()) if created.exists() else []
+        for path in recorded:
+            if path == CGROUPS:
+                _remove_cgroups(_cgroup_dirs())
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+        left = self.leftovers(recorded)
+        if left:
+            raise ClusterError("the real node left these behind:\n  " + "\n  ".join(left))
+
+    def leftovers(self, recorded: list[str]) -> list[str]:
+        """What of the node is still on the machine (nothing, after a teardown)."""
+        left = [f"process {pid} (a containerd shim)" for pid in _shims(self.socket)]
+        left += [f"mount {p}" for p in _mount_points_under([self.dir])]
+        if NETNS_PATH.exists():
+            left.append(f"network namespace {NETNS}")
+        if shutil.which("ip"):
+            if _run("ip", "link", "show", HOST_VETH, check=False).returncode == 0:
+                left.append(f"link {HOST_VETH}")
+            routes = _run("ip", "route", "show", "via", NODE_IP, check=False).stdout.strip()
+            left += [f"route {r}" for r in routes.splitlines()]
+        for path in recorded:
+            if path == CGROUPS:
+                left += [f"cgroup {d}" for d in _cgroup_dirs()]
+            elif Path(path).exists():
+                left.append(f"path {path}")
+        return left

@@ -4,7 +4,7 @@ Every container runs as the chart's pods do: numeric user 10001, read-only root
 filesystem with only /tmp writable, every capability dropped, no privilege escalation
 (podman's default seccomp profile stands for the chart's RuntimeDefault). The network is
 the host's (``--network host``) so the containers reach the local Cassandra node and the
-TF Serving test double on 127.0.0.1; every address the tests use is a loopback one.
+TF Serving stand-in on 127.0.0.1; every address the tests use is a loopback one.
 
 A missing image fails the tests (``make test`` builds them through ``make images``).
 """
@@ -136,6 +136,12 @@ def gateway_image() -> Image:
 @pytest.fixture(scope="session")
 def train_image() -> Image:
     return built_image("mnist-train")
+
+
+@pytest.fixture(scope="session")
+def serving_standin_image() -> Image:
+    """The TF Serving stand-in (Dockerfile.serving-standin); not TF Serving itself."""
+    return built_image("mnist-serving-standin")
 
 
 def owned_by_app_user(path: Path) -> Path:

@@ -1,10 +1,11 @@
 """The gateway image (Dockerfile.gateway), started as the chart starts it.
 
 With the real local Cassandra node and a TF Serving REST endpoint: the endpoint is
-``TFServingDouble``, a TEST DOUBLE of TF Serving's REST API that runs the real SavedModel
-the training code exported (production runs the official ``tensorflow/serving`` image,
-which no package registry ships). The container answers /healthz, turns ready, stores an
-uploaded digit in Cassandra, runs the schema Job's command and the chart's helm test.
+``TFServingStandIn`` (serving_standin), a stand-in for TF Serving's REST API that runs the
+real SavedModel the training code exported (production runs the official
+``tensorflow/serving`` image, which no package registry ships). The container answers
+/healthz, turns ready, stores an uploaded digit in Cassandra, runs the schema Job's command
+and the chart's helm test.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import requests
 from cassandra.cluster import Session
 from packaging.utils import canonicalize_name
 
+from serving_standin.server import TFServingStandIn
 from tests.chart.conftest import CHART
-from tests.doubles.tf_serving import TFServingDouble
 from tests.images.conftest import APP_UID, LIMITS, Image, podman
 from tests.support.dependencies import (
     LIST_DISTRIBUTIONS,
@@ -86,9 +87,9 @@ def test_image_size_is_reported(gateway_image, record_property):
 
 
 @pytest.fixture(scope="module")
-def serving(exported_model_dir) -> Iterator[TFServingDouble]:
-    with TFServingDouble(exported_model_dir, poll_seconds=0.5) as double:
-        yield double
+def serving(exported_model_dir) -> Iterator[TFServingStandIn]:
+    with TFServingStandIn(exported_model_dir, poll_seconds=0.5) as stand_in:
+        yield stand_in
 
 
 @pytest.fixture(scope="module")

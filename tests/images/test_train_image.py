@@ -2,8 +2,9 @@
 
 A quick run on the mounted MNIST files exports the next version into a mounted volume
 as the image's user; that version loads in the gateway's in-process predictor and in
-``TFServingDouble`` (a TEST DOUBLE of TF Serving's REST API running the real SavedModel;
-production serves with the official ``tensorflow/serving`` image of the same release).
+``TFServingStandIn`` (serving_standin: a stand-in for TF Serving's REST API running the
+real SavedModel; production serves with the official ``tensorflow/serving`` image of the
+same release).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import requests
 
 from gateway.predictors.saved_model import load_version
 from mnist_contract import available_versions
-from tests.doubles.tf_serving import TFServingDouble
+from serving_standin.server import TFServingStandIn
 from tests.images.conftest import APP_UID, owned_by_app_user
 
 
@@ -68,7 +69,7 @@ def test_training_exports_the_next_version_that_both_servers_load(
     probabilities, digits = loaded(sample)
     assert np.mean(digits == expected) > 0.8
 
-    with TFServingDouble(base) as serving:
+    with TFServingStandIn(base) as serving:
         status = requests.get(f"{serving.url}/v1/models/mnist", timeout=30).json()
         assert status["model_version_status"][0]["version"] == "2"
         answer = requests.post(

@@ -1,8 +1,8 @@
 """The gateway in cluster mode over real HTTP: TF Serving's REST API for the model.
 
 TF Serving itself (``tensorflow_model_server``) is not installable here, so the model
-server is ``TFServingDouble``: a test double that implements TF Serving's documented
-REST API and runs the real exported SavedModel. Production uses the official
+server is ``TFServingStandIn`` (serving_standin): a stand-in that implements TF Serving's
+documented REST API and runs the real exported SavedModel. Production uses the official
 ``tensorflow/serving`` image.
 """
 
@@ -13,7 +13,7 @@ import requests
 
 from gateway.config import Config
 from gateway.web.app import create_app
-from tests.doubles.tf_serving import TFServingDouble
+from serving_standin.server import TFServingStandIn
 from tests.support.http import serve
 from tests.support.images import encode
 
@@ -22,8 +22,8 @@ API = "/api/v1/predictions"
 
 @pytest.fixture
 def serving(exported_model_dir):
-    with TFServingDouble(exported_model_dir, poll_seconds=0.1) as double:
-        yield double
+    with TFServingStandIn(exported_model_dir, poll_seconds=0.1) as stand_in:
+        yield stand_in
 
 
 @pytest.fixture

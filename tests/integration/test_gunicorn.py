@@ -1,7 +1,7 @@
 """The production entry point: gunicorn builds the app from the environment alone; its
 gevent workers switch to a new model version while they serve, store every prediction
 in the real Cassandra node through the driver's gevent connections, ask TF Serving
-(the test double, serving the real model) over REST, and spread keep-alive connections
+(the stand-in, serving the real model) over REST, and spread keep-alive connections
 evenly between them."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.doubles.tf_serving import TFServingDouble
+from serving_standin.server import TFServingStandIn
 from tests.support.gunicorn import gunicorn
 from tests.support.images import encode
 from tests.support.models import reference_outputs
@@ -93,7 +93,7 @@ def test_gunicorn_asks_tf_serving_over_rest(exported_model_dir, mnist_test_set, 
     images, _ = mnist_test_set
     # MNIST digits pass preprocessing unchanged, so TF Serving must answer as the model does.
     _, expected_digits = reference_outputs(exported_model_dir / "1", images[:24])
-    with TFServingDouble(exported_model_dir) as serving:
+    with TFServingStandIn(exported_model_dir) as serving:
         env = {"SERVING_URL": serving.url, "SQLITE_PATH": str(tmp_path / "p.sqlite3")}
         with gunicorn(env) as (url, _), ThreadPoolExecutor(8) as clients:
             answers = list(

@@ -1,4 +1,4 @@
-"""The TF Serving REST client against the TF Serving test double serving the real model."""
+"""The TF Serving REST client against the TF Serving stand-in serving the real model."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from gateway.config import Config
 from gateway.predictors import make_predictor
 from gateway.predictors.tf_serving import TFServingPredictor
 from mnist_contract import available_versions
-from tests.doubles.tf_serving import TFServingDouble
+from serving_standin.server import TFServingStandIn
 from tests.support.models import (
     export_untrained_version,
     newest_version_dir,
@@ -27,13 +27,13 @@ from tests.support.waiting import wait_until
 
 
 @pytest.fixture
-def serving(exported_model_dir: Path) -> Iterator[TFServingDouble]:
-    with TFServingDouble(exported_model_dir, poll_seconds=0.1) as double:
-        yield double
+def serving(exported_model_dir: Path) -> Iterator[TFServingStandIn]:
+    with TFServingStandIn(exported_model_dir, poll_seconds=0.1) as stand_in:
+        yield stand_in
 
 
 @pytest.fixture
-def make_client(serving: TFServingDouble) -> Iterator[Callable[..., TFServingPredictor]]:
+def make_client(serving: TFServingStandIn) -> Iterator[Callable[..., TFServingPredictor]]:
     clients: list[TFServingPredictor] = []
 
     def make(**options: object) -> TFServingPredictor:
@@ -165,7 +165,7 @@ def test_a_new_version_in_tf_serving_is_used_and_recorded(
     base = tmp_path / "mnist"
     shutil.copytree(exported_model_dir, base)
     old_version = available_versions(base)[-1]
-    with TFServingDouble(base, poll_seconds=0.1) as serving:
+    with TFServingStandIn(base, poll_seconds=0.1) as serving:
         client = TFServingPredictor(
             serving.url,
             model_name="mnist",
@@ -198,7 +198,7 @@ def test_make_predictor_uses_tf_serving_when_serving_url_is_set(
     assert serving.requests_received["predict"] == 1
 
 
-def test_the_double_answers_row_and_columnar_requests_like_tf_serving(mnist_test_set, serving):
+def test_the_stand_in_answers_row_and_columnar_requests_like_tf_serving(mnist_test_set, serving):
     images = mnist_test_set[0][:3].tolist()
     predict_url = f"{serving.url}/v1/models/mnist:predict"
 
@@ -225,7 +225,7 @@ def test_a_model_that_breaks_the_serving_contract_is_not_ready(tmp_path):
     module = tf.Module()
     tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": serve})
 
-    with TFServingDouble(tmp_path) as serving:
+    with TFServingStandIn(tmp_path) as serving:
         client = TFServingPredictor(
             serving.url,
             model_name="mnist",

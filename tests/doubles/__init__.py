@@ -1,1 +1,0 @@
-"""Test doubles for services that cannot run on a development machine."""

@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Build the gateway and training images with podman (daemonless; no Docker engine needed).
+# Build the images with podman (daemonless; no Docker engine needed).
 #
-#   scripts/images/build.sh TAG [gateway|train ...]       (make images)
+#   scripts/images/build.sh TAG [gateway|train|cassandra-standin ...]   (make images: gateway train)
 #
-# Images: localhost/mnist-gateway:TAG and localhost/mnist-train:TAG in podman's default
-# store. Base: the Dockerfiles' pinned official python image (PYTHON_IMAGE overrides it)
-# when it can be pulled; otherwise a stand-in base built once from Debian packages
-# (scripts/images/standin_base.sh). Installs podman and runc from Debian packages when
-# they are missing. Environment: CACHE_DIR (the stand-in base's tar), PODMAN_FLAGS.
+# Target T is built from Dockerfile.T as localhost/mnist-T:TAG in podman's default store.
+# Base: the Dockerfiles' pinned official python image (PYTHON_IMAGE overrides it) when it
+# can be pulled; otherwise a stand-in base built once from Debian packages
+# (scripts/images/standin_base.sh). Installs podman and runc (and Maven for
+# cassandra-standin) from Debian packages when they are missing. Environment: CACHE_DIR
+# (the stand-in base's tar, the Cassandra jars), PODMAN_FLAGS.
 #
 # pip in the build: the build machine's pip configuration, as `pip config list` reports
 # it, written to a temporary pip.conf beside the CA bundle it names
 # (scripts/images/pip_secrets.py), mounted as build secrets; they never land in a layer.
+# apt in the build (cassandra-standin): the machine's Debian archives and Acquire settings
+# (scripts/images/apt_secrets.py), mounted the same way.
+#
+# cassandra-standin, a STAND-IN for the official cassandra image: the Cassandra jars of
+# scripts/cassandra/pom.xml, resolved by Maven into $CACHE_DIR/cassandra-<version>/lib as
+# `make cassandra-up` resolves them (same directory and stamp), are passed as the build
+# context "cassandra-lib", and scripts/images/cassandra-standin/ as "cassandra-standin".
 set -euo pipefail
 
-tag=${1:?usage: $0 TAG [gateway|train ...]}
+tag=${1:?usage: $0 TAG [gateway|train|cassandra-standin ...]}
 shift
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(gateway train)
@@ -30,6 +38,9 @@ limits=(--ulimit nofile=1024:20000 --ulimit nproc=4096:4096)
 missing=()
 command -v podman >/dev/null || missing+=(podman)
 command -v runc >/dev/null || [[ -x /usr/sbin/runc ]] || missing+=(runc)
+if [[ " ${targets[*]} " == *" cassandra-standin "* ]]; then
+  command -v mvn >/dev/null || missing+=(maven)
+fi
 if [[ ${#missing[@]} -gt 0 ]]; then
   echo "Installing ${missing[*]} (Debian packages)" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -52,16 +63,57 @@ echo "  base ready in $((SECONDS - start)) s" >&2
 secrets=$(mktemp -d)
 trap 'rm -rf "$secrets"' EXIT
 python3 scripts/images/pip_secrets.py "$secrets"
+python3 scripts/images/apt_secrets.py "$secrets"
+
+# The jars `make cassandra-up` runs (scripts/cassandra_node.py resolve_jars: the same
+# Maven command, directory and stamp, so each reuses what the other resolved). Sets
+# cassandra_version and cassandra_lib.
+resolve_cassandra_jars() {
+  local pom=scripts/cassandra/pom.xml digest
+  cassandra_version=$(sed -n 's:.*<cassandra.version>\(.*\)</cassandra.version>.*:\1:p' "$pom")
+  cassandra_lib=$(realpath -m "$cache_dir/cassandra-$cassandra_version/lib")
+  digest=$(sha256sum "$pom" | cut -d' ' -f1)
+  if [[ $(cat "${cassandra_lib%/lib}/lib.stamp" 2>/dev/null) != "$digest" ]]; then
+    echo "Resolving Cassandra $cassandra_version jars with Maven into $cassandra_lib" >&2
+    rm -rf "$cassandra_lib.partial"
+    mvn -q -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$cassandra_lib.partial" >&2
+    rm -rf "$cassandra_lib"
+    mv "$cassandra_lib.partial" "$cassandra_lib"
+    echo "$digest" >"${cassandra_lib%/lib}/lib.stamp"
+  fi
+}
+
+# What the stand-in's build contexts hold (the jars, scripts/images/cassandra-standin/), as
+# one digest: the Dockerfile's STANDIN_DIGEST, so a change to either rebuilds its layer.
+standin_digest() {
+  {
+    (cd "$cassandra_lib" && sha256sum -- *.jar)
+    (cd scripts/images/cassandra-standin && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+  } | sha256sum | cut -c1-16
+}
 
 for target in "${targets[@]}"; do
   start=$SECONDS
   log=$cache_dir/images/build-$target.log
   mkdir -p "${log%/*}"
+  extra=()
+  if [[ $target == cassandra-standin ]]; then
+    resolve_cassandra_jars
+    extra=(
+      --build-context "cassandra-lib=$cassandra_lib"
+      --build-context "cassandra-standin=scripts/images/cassandra-standin"
+      --build-arg "CASSANDRA_VERSION=$cassandra_version"
+      --build-arg "STANDIN_DIGEST=$(standin_digest)"
+      --secret "id=apt-sources.list,src=$secrets/apt-sources.list"
+      --secret "id=apt.conf,src=$secrets/apt.conf"
+    )
+  fi
   podman "${global[@]}" build "${limits[@]}" \
     --file "Dockerfile.$target" \
     --build-arg "PYTHON_IMAGE=$base" \
     --secret "id=pip.conf,src=$secrets/pip.conf" \
     --secret "id=pip-ca.crt,src=$secrets/pip-ca.crt" \
+    "${extra[@]}" \
     --tag "localhost/mnist-$target:$tag" \
     . >"$log" 2>&1 || { tail -40 "$log" >&2; echo "$0: building $target failed" >&2; exit 1; }
   # Earlier tags of this image go (vfs keeps a full copy of every layer; images of older

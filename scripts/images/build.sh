@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the images with podman (daemonless; no Docker engine needed).
 #
-#   scripts/images/build.sh TAG [gateway|train|cassandra-standin ...]   (make images: gateway train)
+#   scripts/images/build.sh TAG [gateway|train|cassandra-standin|serving-standin ...]   (make images: gateway train)
 #
 # Target T is built from Dockerfile.T as localhost/mnist-T:TAG in podman's default store.
 # Base: the Dockerfiles' pinned official python image (PYTHON_IMAGE overrides it) when it
@@ -22,7 +22,7 @@
 # context "cassandra-lib", and scripts/images/cassandra-standin/ as "cassandra-standin".
 set -euo pipefail
 
-tag=${1:?usage: $0 TAG [gateway|train|cassandra-standin ...]}
+tag=${1:?usage: $0 TAG [gateway|train|cassandra-standin|serving-standin ...]}
 shift
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(gateway train)

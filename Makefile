@@ -160,7 +160,7 @@ test-cluster: venv helm cluster-up $(if $(filter real,$(NODE)),cluster-images) #
 	$(PY) -m pytest $(if $(filter real,$(NODE)),tests/node,tests/cluster)
 
 .PHONY: test-images
-test-images: venv cassandra-up images ## Build both images, then run them as the chart does (tests/images)
+test-images: venv helm cassandra-up images standin-images ## Build the images and the two stand-ins, then run them as the chart does (tests/images)
 	$(PY) -m pytest tests/images
 
 .PHONY: test-faults

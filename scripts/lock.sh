@@ -6,6 +6,8 @@
 #
 # dev.txt     every extra: `make venv`
 # gateway.txt the gateway image; train.txt the training image
+# train-feedback.txt  what the training image adds for --feedback (the store extra), less
+#             what train.txt pins: installed apart, so the train.txt layer stays shared
 # build.txt   the build backend (pyproject's build-system.requires), for --no-build-isolation
 # cqlsh.txt   cqlsh (PyPI) for the stand-in Cassandra image (Dockerfile.cassandra-standin)
 #
@@ -48,6 +50,13 @@ python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", 
 compile requirements/build.txt "pyproject.toml [build-system]" requirements/build.in \
   -c requirements/dev.txt
 rm -f requirements/build.in
+# train-feedback.txt: resolved with the train extra, so that its pins agree with train.txt's,
+# and without what train.txt pins (numpy, wrapt, ...), which the training image has already.
+no_emit=()
+while read -r name; do no_emit+=(--no-emit-package "$name"); done \
+  < <(sed -n 's/^\([a-z0-9._-]*\)==.*/\1/p' requirements/train.txt | sort -u)
+compile requirements/train-feedback.txt "pyproject.toml [train,store] less requirements/train.txt" \
+  pyproject.toml --extra train --extra store -c requirements/dev.txt "${no_emit[@]}"
 printf 'cqlsh==%s\n' "$cqlsh_version" >requirements/cqlsh.in
 checker="against the image by tests/images/test_cassandra_image.py" \
   compile requirements/cqlsh.txt "cqlsh==$cqlsh_version" requirements/cqlsh.in -c requirements/dev.txt

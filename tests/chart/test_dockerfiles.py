@@ -144,6 +144,13 @@ def test_images_install_the_lock_and_then_the_project_alone(name, lock):
     assert len(installs) == 3, installs
     assert f"pip install --require-hashes --no-deps -r /src/requirements/{lock}.txt" in installs[0]
     assert "pip install --require-hashes --no-deps -r requirements/build.txt" in installs[1]
+    # The training image's second lock (--feedback) goes in with the project, not the deps
+    # stage: that stage (TensorFlow) stays Dockerfile.serving-standin's.
+    feedback = (
+        "pip install --require-hashes --no-deps --target /opt/project "
+        "-r requirements/train-feedback.txt"
+    )
+    assert (feedback in " ".join(installs[1].split())) == (name == "train"), installs[1]
     assert installs[2].startswith(
         "/opt/build/bin/pip install --no-deps --no-index --no-build-isolation "
         "--target /opt/project . "
@@ -161,6 +168,25 @@ def test_images_copy_the_shared_contract_package(name):
     assert "mnist_contract" in copied
     assert ("gateway" in copied) == (name == "Dockerfile.gateway")
     assert ("training" in copied) == (name == "Dockerfile.train")
+
+
+def test_the_training_image_copies_the_store_reader_and_not_the_web_stack():
+    """python -m training --feedback reads the store through gateway.store with gateway.config:
+    those, and nothing of gateway/web, server, pipeline or predictors (Flask, gunicorn)."""
+    sources = [
+        source
+        for word, rest in instructions("Dockerfile.train")
+        if word == "COPY" and "--from" not in rest
+        for source in rest.split()[:-1]
+        if source.startswith("gateway")
+    ]
+    assert sorted(sources) == [
+        "gateway/__init__.py",
+        "gateway/concurrency",
+        "gateway/config.py",
+        "gateway/errors.py",
+        "gateway/store",
+    ]
 
 
 def test_gateway_lock_holds_no_tensorflow():

@@ -2,23 +2,32 @@
 
 Feedback is written to a real SQLite store the way the gateway writes it; training reads it
 through the gateway's configuration (SQLITE_PATH), trains for real on a small MNIST subset,
-and exports, or refuses and says why.
+and exports, or refuses and says why. The same command reads the real Cassandra node through
+CASSANDRA_*, as the retraining CronJob does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cassandra.cluster import Session
 
 from gateway.config import Config
 from gateway.store import make_store
+from gateway.store.schema import keyspace_name
 from mnist_contract import METRICS_FILE, version_numbers
 from tests.support.models import install_version
+from tests.support.paths import REPO_ROOT
 from tests.support.records import make_record
 from training import cli
 from training.data import Split, load_mnist
@@ -240,3 +249,79 @@ def test_feedback_is_read_from_cassandra_with_the_gateways_settings(
     )
     assert feedback.train.labels.tolist() == [label for _, label in expected_train]
     assert feedback.snapshot is not None
+
+
+@pytest.fixture
+def feedback_keyspace(cassandra_node: str, cassandra_admin: Session) -> Iterator[Config]:
+    """A keyspace of this test's own on the local node: it counts every labelled row."""
+    config = Config(
+        cassandra_hosts=(cassandra_node,), cassandra_keyspace=f"test_fb_{uuid.uuid4().hex[:12]}"
+    )
+    yield config
+    cassandra_admin.execute(f"DROP KEYSPACE IF EXISTS {keyspace_name(config)}")
+
+
+@pytest.mark.cassandra
+@pytest.mark.slow
+def test_python_m_training_feedback_trains_on_the_rows_labelled_in_cassandra(
+    feedback_keyspace, mnist, mnist_data_dir, tmp_path
+):
+    # The gateway writes 40 predictions of two versions and users label 30 of them; the command
+    # the CronJob runs reads them with the gateway's CASSANDRA_* settings, in a process of its
+    # own (no SQLITE_PATH, nothing of the test's configuration).
+    split = Split(mnist.test.images[100:140], mnist.test.labels[100:140])
+    images = np.rint(split.images[..., 0] * 255).astype(np.uint8)
+    labels = split.labels.astype(int)
+    digits = np.where(np.arange(40) % 4 == 0, (labels + 1) % 10, labels)  # every 4th wrong
+    records = [
+        make_record(
+            DAY + timedelta(days=index % 2, seconds=index),
+            0,
+            input_image=image.tobytes(),
+            digit=int(digits[index]),
+            model_version="1" if index < 20 else "2",
+        )
+        for index, image in enumerate(images)
+    ]
+    gateway_store = make_store(feedback_keyspace)
+    try:
+        gateway_store.save_many(records)
+        for record, label in zip(records[:30], labels[:30], strict=True):
+            gateway_store.set_label(record.id, int(label))
+    finally:
+        gateway_store.close()
+    export_dir, result_file = tmp_path / "models", tmp_path / "result.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CASSANDRA_", "SQLITE_"))}
+    env |= {
+        "CASSANDRA_HOSTS": ",".join(feedback_keyspace.cassandra_hosts),
+        "CASSANDRA_KEYSPACE": feedback_keyspace.cassandra_keyspace,
+    }
+
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "training", "--export-dir", str(export_dir),
+            "--data-dir", str(mnist_data_dir), "--quick", "--epochs", "1", "--seed", "3",
+            "--feedback", "--holdout-percent", "25", "--result-file", str(result_file),
+        ],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+
+    assert run.returncode == 0, run.stderr[-4000:]
+    keyspace = feedback_keyspace.cassandra_keyspace
+    assert f"reading labelled predictions from cassandra keyspace {keyspace} on 127.0.0.1" in (
+        run.stderr
+    )
+    assert json.loads(result_file.read_text())["version"] == 1
+    metrics = json.loads((export_dir / "1" / METRICS_FILE).read_text())
+    feedback = metrics["feedback"]
+    held = sum(in_holdout(record.id, 25) for record in records[:30])
+    assert feedback["source"] == f"cassandra keyspace {keyspace} on 127.0.0.1"
+    assert feedback["labelled"] == 30
+    assert (feedback["train_examples"], feedback["holdout_examples"]) == (30 - held, held)
+    assert metrics["train_examples_by_source"]["feedback"] == 30 - held
+    assert datetime.fromisoformat(feedback["snapshot"]) > DAY
+    correct = digits[:30] == labels[:30]
+    assert feedback["accuracy_by_model_version"] == {
+        "1": {"labelled": 20, "correct": int(correct[:20].sum()), "accuracy": correct[:20].mean()},
+        "2": {"labelled": 10, "correct": int(correct[20:].sum()), "accuracy": correct[20:].mean()},
+    }

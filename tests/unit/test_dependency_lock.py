@@ -28,8 +28,16 @@ from tests.support.dependencies import (
 )
 from tests.support.paths import REPO_ROOT
 
-# Lock file -> what it installs: an extra of the project, or the build backend.
-LOCKS = {"dev": "dev", "gateway": "gateway", "train": "train", "build": None}
+# Lock file -> (the extras of the project it installs, or None: the build backend; the lock it
+# is installed over, whose pins it leaves out).
+LOCKS = {
+    "dev": (("dev",), None),
+    "gateway": (("gateway",), None),
+    "train": (("train",), None),
+    # The training image's second install: the store's client, for python -m training --feedback.
+    "train-feedback": (("train", "store"), "train"),
+    "build": (None, None),
+}
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 
 
@@ -41,10 +49,10 @@ def installed() -> dict[str, dict]:
 
 
 def roots(lock: str) -> list[Requirement]:
-    extra = LOCKS[lock]
-    if extra is None:
+    extras, _ = LOCKS[lock]
+    if extras is None:
         return [Requirement(r) for r in PYPROJECT["build-system"]["requires"]]
-    return project_requirements(extra)
+    return [requirement for extra in extras for requirement in project_requirements(extra)]
 
 
 def closure(requirements: list[Requirement], distributions: dict[str, dict]) -> set[str]:
@@ -89,6 +97,13 @@ def test_lock_holds_what_pyproject_asks_for_and_nothing_else(lock):
     distributions = installed()
     environment = default_environment()
     pins = locked_versions(lock, environment)
+    _, under = LOCKS[lock]
+    if under is not None:
+        below = locked_versions(under, environment)
+        assert not set(pins) & set(below), (
+            f"requirements/{lock}.txt pins again what {under}.txt does"
+        )
+        pins = below | pins
     wanted = roots(lock)
 
     unmet = unmet_requirements(
@@ -115,7 +130,7 @@ def test_the_venv_is_the_dev_lock():
 
 def test_images_and_venv_share_every_version():
     dev = read_lock("dev")
-    for lock in ("gateway", "train", "build"):
+    for lock in ("gateway", "train", "train-feedback", "build"):
         for name, entries in read_lock(lock).items():
             assert name in dev, f"{lock}.txt: {name} is not in dev.txt"
             assert {v for v, _ in entries} <= {v for v, _ in dev[name]}, (lock, name)
@@ -124,6 +139,15 @@ def test_images_and_venv_share_every_version():
 def test_the_gateway_lock_has_no_tensorflow():
     names = set(read_lock("gateway"))
     assert not {n for n in names if n.startswith(("tensorflow", "keras", "tf-"))}, names
+
+
+def test_the_training_image_reads_cassandra_without_the_web_stack():
+    """train.txt (the layer the TF Serving stand-in shares) and train-feedback.txt: the
+    Cassandra driver for --feedback, only in the second; Flask, gunicorn and gevent in none."""
+    train, feedback = set(read_lock("train")), set(read_lock("train-feedback"))
+    assert "cassandra-driver" in feedback
+    assert "cassandra-driver" not in train
+    assert not {"flask", "gunicorn", "gevent"} & (train | feedback)
 
 
 def test_gunicorn_is_asked_for_with_its_gevent_extra():

@@ -6,6 +6,10 @@ same whichever backend answers, and the browser receives a few hundred numbers
 instead of the records. SQLite reads the window through its time index; Cassandra
 reads the window's day partitions, each restricted to the window by its clustering
 column (the time-based id).
+
+Each prediction keeps the model version that made it, so the feedback is also counted
+per version: how many of its predictions were labelled and how many of those it got
+right (training's metrics.json records the same per version, over every label).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ class ModelVersionStats:
     predictions: int
     first_at: datetime
     last_at: datetime
+    labelled: int  # its predictions in the window that users labelled
+    correct: int  # ... whose label is the answer it gave
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,8 @@ class Stats:
     correct: int  # ... whose label is the answer
     confusion: tuple[tuple[int, ...], ...]  # [label][answer] counts of labelled predictions
     latency_ms: dict[str, float] | None  # p50, p90, p99, max; None without predictions
-    model_versions: tuple[ModelVersionStats, ...]  # newest first by last use
+    # newest first by last use, each with the feedback on its own predictions
+    model_versions: tuple[ModelVersionStats, ...]
 
 
 def bucket_count(since: datetime, until: datetime, bucket_seconds: int) -> int:
@@ -60,6 +67,7 @@ class StatsBuilder:
         self._digits = [0] * DIGITS
         self._confusion = [[0] * DIGITS for _ in range(DIGITS)]
         self._latencies: list[float] = []
+        # (model name, version) -> [predictions, first at, last at, labelled, correct]
         self._models: dict[tuple[str, str], list] = {}
 
     def add(
@@ -81,18 +89,20 @@ class StatsBuilder:
         self._latencies.append(latency_ms)
         seen = self._models.get((model_name, model_version))
         if seen is None:
-            self._models[(model_name, model_version)] = [1, created_at, created_at]
-        else:
-            seen[0] += 1
-            seen[1] = min(seen[1], created_at)
-            seen[2] = max(seen[2], created_at)
+            seen = self._models[(model_name, model_version)] = [0, created_at, created_at, 0, 0]
+        seen[0] += 1
+        seen[1] = min(seen[1], created_at)
+        seen[2] = max(seen[2], created_at)
+        if label is not None:
+            seen[3] += 1
+            seen[4] += int(label == digit)
 
     def build(self) -> Stats:
         latencies = sorted(self._latencies)
         models = sorted(
             (
-                ModelVersionStats(name, version, count, first, last)
-                for (name, version), (count, first, last) in self._models.items()
+                ModelVersionStats(name, version, *counts)
+                for (name, version), counts in self._models.items()
             ),
             key=lambda model: model.last_at,
             reverse=True,

@@ -152,6 +152,9 @@ def stats_json(stats: Stats) -> dict[str, Any]:
                 "predictions": model.predictions,
                 "first_at": _iso(model.first_at),
                 "last_at": _iso(model.last_at),
+                "labelled": model.labelled,
+                "correct": model.correct,
+                "accuracy": model.correct / model.labelled if model.labelled else None,
             }
             for model in stats.model_versions
         ],

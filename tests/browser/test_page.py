@@ -329,7 +329,15 @@ def test_stats_view_shows_pictures_of_how_it_is_doing(gateway, desktop):
         svg = desktop.find_element(By.CSS_SELECTOR, f"#{chart} svg")
         assert svg.get_attribute("role") == "img" and svg.get_attribute("aria-label")
     assert len(desktop.find_elements(By.CSS_SELECTOR, "#chart-confusion tbody tr")) == 10
-    assert desktop.find_element(By.ID, "chart-models").text.startswith("mnist version 1")
+    models = desktop.find_element(By.ID, "chart-models").text
+    assert models.startswith("mnist version 1")
+    # Each version with the feedback on its own answers.
+    first = stats["model_versions"][0]
+    assert (
+        f"{first['accuracy'] * 100:.1f}% right, of {first['labelled']} with feedback"
+        if first["labelled"]
+        else "No feedback on its answers yet."
+    ) in models
     assert desktop.find_element(By.ID, "nav-stats").get_attribute("aria-current") == "page"
     check_clean(desktop, "desktop, stats")
     browser.screenshot(desktop, "after-desktop-stats")

@@ -396,6 +396,10 @@ def test_stats_are_the_stores_aggregates_of_the_window(gateway, digits):
     assert [(m["model_name"], m["model_version"]) for m in stats["model_versions"]] == [
         ("mnist", "1")
     ]
+    # Every labelled prediction of the window was made by version 1: its feedback is all of it.
+    (version,) = stats["model_versions"]
+    assert (version["labelled"], version["correct"]) == (stats["labelled"], stats["correct"])
+    assert version["accuracy"] == stats["accuracy"]
     week = requests.get(gateway + "/api/v1/stats", timeout=10).json()
     assert week["bucket_seconds"] == 86400 and len(week["per_bucket"]) == 7
     for days in ("0", "91", "x", "²"):

@@ -86,6 +86,12 @@ def test_predictions_are_stored_in_cassandra(gateway, mnist_test_set, cassandra_
     assert rows_in(cassandra_node, keyspace) == 3
 
 
+def feedback_of(stats: dict, version: str) -> tuple[int, int]:
+    """(labelled, correct) of ``version``'s predictions in a stats answer; none if absent."""
+    found = [m for m in stats["model_versions"] if m["model_version"] == version]
+    return (found[0]["labelled"], found[0]["correct"]) if found else (0, 0)
+
+
 def test_stats_and_inputs_come_from_cassandra(gateway, mnist_test_set):
     images, _ = mnist_test_set
     before = requests.get(gateway + "/api/v1/stats", params={"days": 1}, timeout=30).json()
@@ -100,6 +106,12 @@ def test_stats_and_inputs_come_from_cassandra(gateway, mnist_test_set):
     assert stats["confusion"][wrong][created["digit"]] == (
         before["confusion"][wrong][created["digit"]] + 1
     )
+    # The prediction keeps the version that made it; its wrong answer counts against that one.
+    version = created["model_version"]
+    labelled, correct = feedback_of(before, version)
+    assert feedback_of(stats, version) == (labelled + 1, correct)
+    (after,) = [m for m in stats["model_versions"] if m["model_version"] == version]
+    assert after["accuracy"] == correct / (labelled + 1)
     image = requests.get(f"{gateway}{API}/{created['id']}/input.png", timeout=10)
     assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
 

@@ -365,6 +365,37 @@ def test_stats_aggregate_the_window_and_nothing_outside_it(store: Store) -> None
         ("mnist", "4", 2, records[3].created_at, records[4].created_at),
         ("mnist", "3", 3, records[0].created_at, records[2].created_at),
     ]
+    # The feedback on each version's own predictions: "3" read a 7 right and a 1 as 7.
+    assert [(m.model_version, m.labelled, m.correct) for m in stats.model_versions] == [
+        ("4", 1, 1),
+        ("3", 2, 1),
+    ]
+
+
+def test_stats_count_feedback_per_model_version_that_made_the_prediction(store: Store) -> None:
+    since = DAY - timedelta(hours=1)
+    # (version, digit, label): version 2 is right 3 times in 4, version 10 once in 2; the
+    # labels arrive after the predictions, as feedback does.
+    made = [
+        ("2", 4, 4), ("2", 4, 9), ("2", 1, 1), ("2", 6, 6), ("2", 3, None),
+        ("10", 8, 8), ("10", 8, 3), ("10", 5, None),
+    ]  # fmt: skip
+    records = [
+        make_record(DAY + timedelta(seconds=index), 0, digit=digit, model_version=version)
+        for index, (version, digit, _) in enumerate(made)
+    ]
+    store.save_many(records)
+    for record, (_, _, label) in zip(records, made, strict=True):
+        if label is not None:
+            store.set_label(record.id, label)
+
+    stats = store.stats(since, since + timedelta(hours=2), bucket_seconds=3600)
+
+    by_version = {
+        m.model_version: (m.predictions, m.labelled, m.correct) for m in stats.model_versions
+    }
+    assert by_version == {"2": (5, 4, 3), "10": (3, 2, 1)}
+    assert (stats.labelled, stats.correct) == (6, 4)
 
 
 def test_stats_count_feedback_given_after_the_prediction(store: Store) -> None:

@@ -1,4 +1,5 @@
-"""The stats window the API asks the store for, and the builder's percentiles."""
+"""The stats window the API asks the store for, the builder's percentiles and its feedback
+per model version, and the API's JSON of them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateway.store.stats import StatsBuilder
-from gateway.web.api import stats_window
+from gateway.web.api import stats_json, stats_window
 
 NOW = datetime(2026, 3, 5, 13, 45, 12, tzinfo=UTC)
 
@@ -47,3 +48,36 @@ def test_a_window_must_have_a_length_and_buckets_a_size():
         StatsBuilder(NOW, NOW, 3600)
     with pytest.raises(ValueError, match="bucket_seconds"):
         StatsBuilder(NOW, NOW + timedelta(hours=1), 0)
+
+
+def test_feedback_is_counted_for_the_version_that_made_each_prediction():
+    builder = StatsBuilder(NOW, NOW + timedelta(hours=1), 3600)
+    # (version, digit, label)
+    for index, (version, digit, label) in enumerate(
+        [("1", 3, 3), ("1", 3, 8), ("1", 5, None), ("2", 7, 7), ("2", 0, None)]
+    ):
+        builder.add(NOW + timedelta(seconds=index), digit, label, 10.0, "mnist", version)
+    builder.add(NOW - timedelta(seconds=1), 3, 3, 10.0, "mnist", "1")  # outside the window
+
+    stats = builder.build()
+
+    assert [
+        (m.model_version, m.predictions, m.labelled, m.correct) for m in stats.model_versions
+    ] == [
+        ("2", 2, 1, 1),
+        ("1", 3, 2, 1),
+    ]
+    versions = stats_json(stats)["model_versions"]
+    assert [(v["labelled"], v["correct"], v["accuracy"]) for v in versions] == [
+        (1, 1, 1.0),
+        (2, 1, 0.5),
+    ]
+
+
+def test_a_version_without_feedback_has_no_accuracy():
+    builder = StatsBuilder(NOW, NOW + timedelta(hours=1), 3600)
+    builder.add(NOW, 4, None, 10.0, "mnist", "7")
+
+    (version,) = stats_json(builder.build())["model_versions"]
+
+    assert (version["labelled"], version["correct"], version["accuracy"]) == (0, 0, None)

@@ -358,6 +358,9 @@ async function loadStats() {
       ? stats.model_versions.map((m) => element("li", {},
         element("span", {}, `${m.model_name} version ${m.model_version}`),
         element("span", { class: "muted" }, count(m.predictions, "answer")),
+        element("span", { class: "feedback muted" }, m.accuracy === null
+          ? "No feedback on its answers yet."
+          : `${pct(m.accuracy)} right, of ${m.labelled} with feedback`),
         element("span", { class: "share", "aria-hidden": "true" },
           element("span", { style: `width: ${(100 * m.predictions / stats.predictions).toFixed(1)}%` }))))
       : [element("li", {}, "No model answered in this period.")]));

@@ -7,15 +7,15 @@ test-faults`` prints it, and docs/reliability.md quotes it).
 
 from __future__ import annotations
 
-import threading
+import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import pytest
-import requests
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 
@@ -23,9 +23,14 @@ from gateway.config import Config
 from gateway.store.cassandra_store import build_cluster
 from tests.support.cassandra import run_node_script
 from tests.support.images import encode
+from tests.support.load import SteadyLoad
+from tests.support.waiting import wait_until
 
 NODES = 3
 HOSTS = tuple(f"127.0.0.{10 + index}" for index in range(1, NODES + 1))
+CQL_PORT = 9042
+# The launcher's own limit for one command (tests.support.cassandra).
+NODE_COMMAND_SECONDS = 300
 RESULTS: list[dict[str, object]] = []
 
 
@@ -48,10 +53,43 @@ def node(command: str, index: int, *flags: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def start_and_time_cql(index: int) -> float:
+    """Start node ``index`` and return when its CQL port opened (Cassandra opens it
+    once the node can serve), which the launcher's own probe only sees a while later."""
+    host = HOSTS[index - 1]
+    with ThreadPoolExecutor(1) as launcher:
+        started = launcher.submit(node, "start", index)
+        opened_at = wait_until(
+            lambda: (started.done() or _accepts(host, CQL_PORT)) and time.monotonic(),
+            timeout=NODE_COMMAND_SECONDS,
+            interval=0.1,
+            what=f"the CQL port of {host}",
+        )
+        started.result()
+    return opened_at
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def first_acknowledged_after(load: SteadyLoad, moment: float) -> float | None:
+    """When the first 201 answered after ``moment`` came back; None while there is none."""
+    return min((o.at for o in load.outcomes if o.status == 201 and o.at > moment), default=None)
+
+
 @pytest.fixture
 def keyspace(cluster_hosts) -> Iterator[str]:
     name = f"faults_{uuid.uuid4().hex[:12]}"
     yield name
+    # A scenario that failed half-way may have left nodes stopped: start them again, so
+    # that the next scenario starts from three nodes and the keyspace can be dropped.
+    started = run_node_script("up", "--nodes", str(NODES))
+    assert started.returncode == 0, started.stdout + started.stderr
     with quorum_session(cluster_hosts) as session:
         session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=120)
 
@@ -81,6 +119,22 @@ def stored_ids(hosts: tuple[str, ...], keyspace: str) -> list[str]:
         return [str(row.id) for row in session.execute(statement, timeout=60)]
 
 
+def row_figures(hosts: tuple[str, ...], keyspace: str, load: SteadyLoad) -> dict[str, int]:
+    """What the keyspace holds against what the clients were told, counted by id.
+
+    A 201 promises a durable row ("rows lost" must be 0), and an id is stored once. A 503
+    promises nothing either way: a write that reached one replica before its node went
+    away is answered 503 (the quorum did not confirm it) and may still be there.
+    """
+    stored = stored_ids(hosts, keyspace)
+    acknowledged = set(load.acknowledged())
+    return {
+        "rows lost": len(acknowledged - set(stored)),
+        "duplicates": sum(1 for count in Counter(stored).values() if count > 1),
+        "stored, not acknowledged": len(set(stored) - acknowledged),
+    }
+
+
 def gateway_env(model_dir, hosts: tuple[str, ...], keyspace: str) -> dict[str, str]:
     return {
         "MODEL_DIR": str(model_dir),
@@ -89,67 +143,6 @@ def gateway_env(model_dir, hosts: tuple[str, ...], keyspace: str) -> dict[str, s
         "CASSANDRA_REPLICATION_FACTOR": str(NODES),
         "CASSANDRA_CONSISTENCY": "QUORUM",
     }
-
-
-@dataclass
-class Outcome:
-    at: float
-    status: int | str
-    prediction_id: str | None = None
-    retry_after: str | None = None
-
-
-@dataclass
-class SteadyLoad:
-    """``clients`` threads uploading one digit each, back to back, until stopped."""
-
-    url: str
-    image: bytes
-    clients: int = 4
-    outcomes: list[Outcome] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __enter__(self) -> SteadyLoad:
-        self.started = time.monotonic()
-        self._threads = [threading.Thread(target=self._run) for _ in range(self.clients)]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=120)
-
-    def _run(self) -> None:
-        with requests.Session() as http:
-            while not self._stop.is_set():
-                try:
-                    response = http.post(
-                        self.url + "/api/v1/predictions",
-                        files={"file": ("d.png", self.image)},
-                        timeout=60,
-                    )
-                    body = response.json()
-                    outcome = Outcome(
-                        time.monotonic(),
-                        response.status_code,
-                        body["predictions"][0]["id"] if response.status_code == 201 else None,
-                        response.headers.get("Retry-After"),
-                    )
-                except requests.RequestException as error:
-                    outcome = Outcome(time.monotonic(), f"{type(error).__name__}")
-                with self._lock:
-                    self.outcomes.append(outcome)
-                if outcome.status != 201:
-                    time.sleep(0.2)  # a client told to retry later does not hammer
-
-    def acknowledged(self) -> list[str]:
-        return [o.prediction_id for o in self.outcomes if o.status == 201 and o.prediction_id]
-
-    def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status != 201]
 
 
 def small_digit(mnist_test_set) -> bytes:

@@ -16,6 +16,8 @@ class Outcome:
     prediction_id: str | None = None
     retry_after: str | None = None
     model_version: int | None = None
+    # When the request was sent (``at`` is when its answer, or its error, came back).
+    sent: float | None = None
 
 
 @dataclass
@@ -44,6 +46,7 @@ class SteadyLoad:
     def _run(self) -> None:
         with requests.Session() as http:
             while not self._stop.is_set():
+                sent = time.monotonic()
                 try:
                     response = http.post(
                         self.url + "/api/v1/predictions",
@@ -58,9 +61,10 @@ class SteadyLoad:
                         created.get("id"),
                         response.headers.get("Retry-After"),
                         created.get("model_version"),
+                        sent,
                     )
                 except (requests.RequestException, ValueError) as error:
-                    outcome = Outcome(time.monotonic(), f"{type(error).__name__}")
+                    outcome = Outcome(time.monotonic(), f"{type(error).__name__}", sent=sent)
                 with self._lock:
                     self.outcomes.append(outcome)
                 if outcome.status != 201:

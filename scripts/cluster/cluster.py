@@ -767,9 +767,17 @@ def wait_for_default_service_account(
 VOLUME_LABEL = "mnist-serving.local/volume-pool"
 
 
+def _volume_directory(path: Path) -> None:
+    # Writable by every pod's user, as local-path-provisioner makes its directories: a
+    # local volume gets a pod's fsGroup only at its first mount, and when that mount is
+    # read-only (TF Serving's) the training pod that writes the models later could not.
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)
+
+
 def _volume(settings: Settings, name: str, storage_class: str) -> dict:
     path = settings.volume_root / name
-    path.mkdir(parents=True, exist_ok=True)
+    _volume_directory(path)
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
@@ -799,7 +807,7 @@ def ensure_volumes(settings: Settings) -> list[str]:
             path = Path(source["path"])
             if settings.volume_root in path.parents:
                 shutil.rmtree(path, ignore_errors=True)
-                path.mkdir(parents=True, exist_ok=True)
+                _volume_directory(path)
             kubectl(
                 settings,
                 "patch",

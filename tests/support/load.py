@@ -15,7 +15,7 @@ class Outcome:
     status: int | str
     prediction_id: str | None = None
     retry_after: str | None = None
-    model_version: int | None = None
+    model_version: str | None = None
     # When the request was sent (``at`` is when its answer, or its error, came back).
     sent: float | None = None
 

@@ -129,8 +129,10 @@ def test_first_upload_through_the_service_lands_in_cassandra(
     (prediction,) = response.json()["predictions"]
     assert prediction["digit"] == 7
     assert prediction["model_version"] == "1"  # the API's versions are strings (TF Serving's)
+    # The table is partitioned by the UTC day of the prediction (gateway/store/schema.py).
+    day = prediction["created_at"][:10]
     rows = cql(cluster, f"SELECT id, digit, model_version FROM mnist.predictions "
-                        f"WHERE id = {prediction['id']};")  # fmt: skip
+                        f"WHERE day = '{day}' AND id = {prediction['id']};")  # fmt: skip
     assert prediction["id"] in rows and "(1 rows)" in rows, rows
 
 

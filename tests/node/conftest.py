@@ -20,25 +20,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.kube import CHART, Cluster, connect
+from tests.support.kube import CHART, Cluster, cluster_state_dir, connect
 from tests.support.paths import REPO_ROOT
 
 NAMESPACE = "mnist-e2e"
 RELEASE = "mnist"
 VALUES = REPO_ROOT / "k8s" / "real-node-values.yaml"
 INSTALL_TIMEOUT = "30m"
-FIGURES = REPO_ROOT / ".cache" / "cluster" / "node-figures.json"
-
-
-def _state_dir() -> Path:
-    state = Path(os.environ.get("STATE_DIR") or ".cache")
-    return state if state.is_absolute() else REPO_ROOT / state
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
     found = connect()
-    provider = _state_dir() / "cluster" / "node-provider"
+    provider = cluster_state_dir() / "node-provider"
     if not provider.exists() or provider.read_text().strip() != "real":
         pytest.fail("the local cluster has no real node: run `make cluster-up NODE=real`")
     return found
@@ -65,8 +59,9 @@ def figures() -> Iterator[dict]:
     """Measured figures, written to .cache/cluster/node-figures.json for docs/benchmarks.md."""
     found: dict = {}
     yield found
-    FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    FIGURES.write_text(json.dumps(found, indent=2) + "\n")
+    figures_file = cluster_state_dir() / "node-figures.json"
+    figures_file.parent.mkdir(parents=True, exist_ok=True)
+    figures_file.write_text(json.dumps(found, indent=2) + "\n")
 
 
 def mnist_data_claim(cluster: Cluster, mnist_data_dir: Path) -> str:
@@ -77,7 +72,7 @@ def mnist_data_claim(cluster: Cluster, mnist_data_dir: Path) -> str:
     a claim in the namespace, mounted read-only. A copy, so the kubelet's fsGroup handling
     never touches the original files.
     """
-    copy = _state_dir() / "cluster" / "mnist-data"
+    copy = cluster_state_dir() / "mnist-data"
     copy.mkdir(parents=True, exist_ok=True)
     for source in mnist_data_dir.glob("*-ubyte.gz"):
         shutil.copyfile(source, copy / source.name)

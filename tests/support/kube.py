@@ -21,9 +21,10 @@ DELETE_TIMEOUT_SECONDS = 120.0
 HELM_TIMEOUT = "180s"
 
 
-def _state_dir() -> Path:
+def cluster_state_dir() -> Path:
+    """Where scripts/cluster/cluster.py keeps the running cluster ($STATE_DIR/cluster)."""
     state = Path(os.environ.get("STATE_DIR") or ".cache")
-    return state if state.is_absolute() else REPO_ROOT / state
+    return (state if state.is_absolute() else REPO_ROOT / state) / "cluster"
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def connect() -> Cluster:
     hint = (
         "Run these tests through `make test` or `make test-cluster` (they build it and export it)."
     )
-    kubeconfig = _state_dir() / "cluster" / "kubeconfig"
+    kubeconfig = cluster_state_dir() / "kubeconfig"
     found = Cluster(
         kubectl_path=_executable("KUBECTL", hint),
         helm_path=_executable("HELM", hint),

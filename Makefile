@@ -168,7 +168,7 @@ test-faults: venv ## Fault scenarios under load: a 3-node Cassandra (started and
 	$(PY) -m pytest tests/faults
 
 .PHONY: bench
-bench: bench-train bench-preprocess bench-model bench-gateway ## Run every benchmark
+bench: bench-train bench-preprocess bench-model bench-gateway bench-probes ## Run every benchmark
 
 .PHONY: bench-train
 bench-train: venv ## Train default and seed architectures on full MNIST; print accuracy and time; export the default
@@ -185,6 +185,10 @@ bench-model: venv ## CPU per model call by batch size: the in-process predictor 
 .PHONY: bench-gateway
 bench-gateway: venv cassandra-up ## Gateway throughput/latency with Cassandra vs the 2019 per-request path
 	$(PY) -m bench.gateway_bench
+
+.PHONY: bench-probes
+bench-probes: venv ## /healthz latency beside 8 clients uploading the largest images, against idle probes
+	$(PY) -m bench.probe_bench
 
 .PHONY: bench-feedback
 bench-feedback: venv ## Printed digits through the API, labelled, retrained on: accuracy before/after (trains the shipped model first if none)

@@ -4,7 +4,6 @@ clients do not starve normal traffic, and SIGTERM lets accepted requests finish.
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
@@ -16,28 +15,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from PIL import Image, ImageDraw
 
 from gateway.config import Config
 from gateway.store import make_store
 from tests.support.gunicorn import gunicorn
-from tests.support.images import encode
+from tests.support.images import encode, large_digit_png
 from tests.support.procfs import children, established_connections
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def large_digit_png(side: int) -> bytes:
-    """A ``side`` x ``side`` PNG of a drawn "1": tens of millions of pixels that compress to
-    a small file, the upload that costs the most CPU per byte."""
-    image = Image.new("L", (side, side), 255)
-    ImageDraw.Draw(image).line(
-        [(side // 2, side // 5), (side // 2, side * 4 // 5)], fill=0, width=side // 20
-    )
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=9)
-    return buffer.getvalue()
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 
 def encode(image: np.ndarray, image_format: str = "PNG") -> bytes:
@@ -26,4 +26,16 @@ def paper_photo(image: np.ndarray, size: int = 400) -> bytes:
     sheet.paste(digit, (size // 8, size // 5))
     buffer = io.BytesIO()
     sheet.convert("RGB").save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def large_digit_png(side: int) -> bytes:
+    """A ``side`` x ``side`` PNG of a drawn "1": tens of millions of pixels that compress to
+    a small file, the upload that costs the most CPU per byte."""
+    image = Image.new("L", (side, side), 255)
+    ImageDraw.Draw(image).line(
+        [(side // 2, side // 5), (side // 2, side * 4 // 5)], fill=0, width=side // 20
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=9)
     return buffer.getvalue()

@@ -410,6 +410,9 @@ def stop(settings: Settings, name: str) -> None:
         if not _is_zombie(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            while time.monotonic() < deadline and not _is_zombie(pid):
+                time.sleep(0.2)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
     _pid_file(settings, name).unlink(missing_ok=True)

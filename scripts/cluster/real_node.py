@@ -38,6 +38,10 @@ from pause_image import write_archive
 
 NETNS = "mnistnode"
 NETNS_PATH = Path("/run/netns") / NETNS
+# Where `ip netns add` keeps namespaces: made on first use and mounted on itself (a shared
+# mount), and left so by `ip netns delete`. Made by `up` on a machine that had none, it is
+# unmounted and removed by `down`.
+NETNS_DIR = NETNS_PATH.parent
 HOST_VETH = "mnistnode-veth"  # the host's end; the node's end is eth0 inside the namespace
 HOST_IP = "10.90.0.1"
 NODE_IP = "10.90.0.2"
@@ -166,6 +170,15 @@ def network_down() -> None:
         _run("ip", "link", "delete", HOST_VETH)
     if NETNS_PATH.exists() or NETNS in _run("ip", "netns", "list", check=False).stdout.split():
         _run("ip", "netns", "delete", NETNS)
+
+
+def _remove_netns_dir() -> None:
+    """Unmount and remove NETNS_DIR, unless some other namespace lives there now."""
+    if not NETNS_DIR.exists() or any(NETNS_DIR.iterdir()):
+        return
+    while str(NETNS_DIR) in _mount_points_under([NETNS_DIR]):
+        _run("umount", str(NETNS_DIR))
+    NETNS_DIR.rmdir()
 
 
 # ---------- processes of the node ----------
@@ -356,6 +369,8 @@ class RealNode:
         created = [str(p) for p in MACHINE_PATHS if not p.exists()]
         if not _cgroup_dirs():
             created.append(CGROUPS)
+        if not NETNS_DIR.exists():
+            created.append(str(NETNS_DIR))
         network_up()
         for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet-pki", "logs/pods"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
@@ -566,6 +581,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         for path in recorded:
             if path == CGROUPS:
                 _remove_cgroups(_cgroup_dirs())
+            elif path == str(NETNS_DIR):
+                _remove_netns_dir()
             else:
                 shutil.rmtree(path, ignore_errors=True)
         left = self.leftovers(recorded)

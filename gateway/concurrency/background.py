@@ -42,9 +42,8 @@ def on_a_cpu_thread(function: Callable[..., ResultT], *args: object) -> ResultT:
 
     Under gevent it runs on this process's pool of native threads, one per core: Pillow's
     decoders and resamplers and numpy's array operations release the GIL, and the
-    interpreter hands the GIL back every millisecond otherwise (the worker's switch
-    interval, ``gateway.server.gunicorn_worker``), so the event loop keeps answering
-    probes and small requests meanwhile. More such calls than cores
+    interpreter hands the GIL back every few milliseconds otherwise, so the event loop
+    keeps answering probes and small requests meanwhile. More such calls than cores
     queue for a thread. With OS threads (no gevent) it simply runs here.
     """
     if not _gevent_patched():

@@ -1,6 +1,5 @@
-"""gunicorn's gevent worker: keep-alive connections kept even across the workers, silent
-clients given up on after CLIENT_TIMEOUT_SECONDS, and the GIL handed to the event loop
-promptly while the CPU pool decodes.
+"""gunicorn's gevent worker: keep-alive connections kept even across the workers, and silent
+clients given up on after CLIENT_TIMEOUT_SECONDS.
 
 The workers of one gunicorn share its listening socket, and whichever worker wakes first
 accepts a connection. Clients that keep their connections alive (a reverse proxy's
@@ -25,7 +24,6 @@ import ctypes
 import errno
 import multiprocessing
 import os
-import sys
 import time
 from multiprocessing.sharedctypes import RawArray
 
@@ -44,14 +42,6 @@ TOLERANCE = 1
 # closing at every crowded answer left reconnecting clients queued in the listen backlog,
 # uncounted: both workers then looked empty and crowded in turn, and closed more.
 CLOSE_INTERVAL_SECONDS = 0.1
-# The event loop shares the GIL with the CPU pool's threads, which decode large uploads
-# (gateway.concurrency.background.on_a_cpu_thread). Each time the loop's thread comes
-# back from a system call (accept, recv, send) it must win the GIL from a decoding
-# thread, and CPython makes a holder give it up only after the switch interval: 5 ms by
-# default, paid several times per request. Beside eight uploads at the pixel limit a
-# /healthz probe then took 10 ms at the median and 57 ms at p99; `make bench-probes`
-# measures it with this interval (docs/benchmarks.md).
-GIL_SWITCH_INTERVAL_SECONDS = 0.001
 
 
 class ConnectionTable:
@@ -126,7 +116,6 @@ class BalancedGeventWorker(GeventWorker):
         # worker still starting must not draw connections away from those serving.
         if self._table is not None:
             self._slot = self._table.claim(os.getpid())
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
         super().run()
 
     def handle(self, listener, client, addr) -> None:

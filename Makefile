@@ -72,13 +72,11 @@ format: venv ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Four suites have targets of their own: the images (make test-images) and the chart on the
+# local control plane (make test-cluster), which CI runs after this one (docs/ci.md), the
+# stack on a real node (make test-cluster NODE=real) and the fault scenarios (make test-faults).
 .PHONY: test
 test: venv lint cassandra-up helm helm-docs browser-tools ## Lint, start Cassandra, build Helm and helm-docs, run the pytest suite
-	# Four suites have targets of their own, each too slow from a cold cache to share
-	# CI's 90 minutes with the rest: the images (make test-images: 30-45 minutes to build
-	# cold), the cluster (make test-cluster: 25-35 minutes to build the control plane), the
-	# stack on a real node (make test-cluster NODE=real: both) and the fault scenarios
-	# (make test-faults: three more Cassandra nodes).
 	$(PY) -m pytest --ignore=tests/faults --ignore=tests/cluster --ignore=tests/images --ignore=tests/node
 
 # Nodes of the local Cassandra: 1 on 127.0.0.1, or a cluster on 127.0.0.11, .12, ...
@@ -132,7 +130,7 @@ manifests: helm helm-docs ## Render k8s/ manifests and helm/mnist/README.md from
 	$(HELM_DOCS) --chart-search-root helm --log-level warning
 
 .PHONY: cluster-binaries
-cluster-binaries: ## Build etcd, the Kubernetes binaries and kwok (NODE=real: CoreDNS too) into the cache (cold: 20-30 min)
+cluster-binaries: ## Build etcd, the Kubernetes binaries and kwok (NODE=real: CoreDNS too) into the cache (cold: about 16 min)
 	scripts/cluster/build.sh $(KUBE_DIR) $(KWOK_DIR) $(if $(filter real,$(NODE)),$(COREDNS_DIR))
 
 .PHONY: cluster-up

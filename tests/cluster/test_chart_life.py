@@ -293,12 +293,17 @@ def test_chart_life(cluster: Cluster, namespace: str, scenario: str):
     assert_workloads_ready(cluster, namespace, values)
 
     # Uninstall: only the documented keepers stay (volumes, the chart's password
-    # Secret, the operator's Secrets).
+    # Secrets: Cassandra's and retraining's reader's, the operator's Secrets).
     cluster.helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", HELM_TIMEOUT)
     kept = {("PersistentVolumeClaim", name) for name in claims}
     kept |= {("Secret", name) for name in secrets}
-    if values["cassandra"]["auth"]["enabled"] and not values["cassandra"]["auth"]["existingSecret"]:
+    auth, training = values["cassandra"]["auth"], values["training"]
+    if auth["enabled"] and not auth["existingSecret"]:
         kept.add(("Secret", f"{RELEASE}-cassandra-auth"))
+    feedback = training["feedback"]
+    reader_role = auth["enabled"] and training["cronJob"]["enabled"] and feedback["enabled"]
+    if reader_role and not feedback["existingSecret"]:
+        kept.add(("Secret", f"{RELEASE}-training-reader"))
     assert leftovers(cluster, namespace) == kept
 
     # Reinstall over the kept volumes: the same claims (same UIDs), still bound.

@@ -20,15 +20,11 @@ from gateway.config import Config
 from gateway.store import make_store
 from tests.support.gunicorn import gunicorn
 from tests.support.images import encode, large_digit_png
+from tests.support.load import percentile
 from tests.support.procfs import children, established_connections
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def post_file(url: str, data: bytes, name: str, timeout: float = 120) -> requests.Response:

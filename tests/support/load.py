@@ -1,4 +1,5 @@
-"""A steady upload load: client threads posting one digit each, back to back."""
+"""A steady upload load: client threads posting one digit each, back to back; latency
+percentiles."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import time
 from dataclasses import dataclass, field
 
 import requests
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value at ``fraction`` (0.99 for p99) of ``values``, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 @dataclass

@@ -39,6 +39,7 @@ from cassandra.cluster import (
 )
 from cassandra.connection import ConnectionException
 from cassandra.policies import (
+    ConstantSpeculativeExecutionPolicy,
     DCAwareRoundRobinPolicy,
     ExponentialReconnectionPolicy,
     TokenAwarePolicy,
@@ -67,6 +68,13 @@ MAX_RECONNECT_DELAY_SECONDS = 5.0
 PROTOCOL_VERSION = ProtocolVersion.V5
 # Days are read a few at a time while walking back through quiet periods.
 DAYS_FETCH_SIZE = 8
+# A node killed mid-request leaves the requests it coordinates (and the logged batches
+# whose batchlog it was to hold, until gossip marks it down) unanswered until the request
+# timeout: one upload in a `kill -9` fault run waited the full 5 s and got a 503. Every
+# statement is idempotent, so the driver sends a request that has had no answer for this
+# long to the next node too, and the first answer wins.
+SPECULATIVE_RETRY_AFTER_SECONDS = 1.0
+SPECULATIVE_EXTRA_ATTEMPTS = 1
 
 
 # Rows come from the driver's named-tuple factory, one type per query.
@@ -96,6 +104,9 @@ def build_cluster(config: Config) -> Cluster:
         ),
         consistency_level=ConsistencyLevel.name_to_value[config.cassandra_consistency],
         request_timeout=config.cassandra_request_timeout_seconds,
+        speculative_execution_policy=ConstantSpeculativeExecutionPolicy(
+            SPECULATIVE_RETRY_AFTER_SECONDS, SPECULATIVE_EXTRA_ATTEMPTS
+        ),
     )
     auth = (
         PlainTextAuthProvider(config.cassandra_username, config.cassandra_password or "")

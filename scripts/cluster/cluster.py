@@ -402,14 +402,12 @@ def stop(settings: Settings, name: str) -> None:
     pid = running_pid(settings, name)
     if pid is not None:
         # Each component leads its own session: signal the group, which is only it.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while time.monotonic() < deadline and not _is_zombie(pid):
-            time.sleep(0.2)
-        if not _is_zombie(pid):
+        # SIGKILL only if it outlives the grace period; either way wait until it exited.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if _is_zombie(pid):
+                break
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(pid, sig)
             deadline = time.monotonic() + STOP_GRACE_SECONDS
             while time.monotonic() < deadline and not _is_zombie(pid):
                 time.sleep(0.2)

@@ -37,32 +37,42 @@ def off_the_event_loop(function: Callable[..., ResultT], *args: object) -> Resul
     return function(*args)
 
 
-def on_a_cpu_thread(function: Callable[..., ResultT], *args: object) -> ResultT:
-    """``function(*args)`` for CPU-bound work (decoding a large image), off the event loop.
+class NativeThreads:
+    """A per-process pool of ``size`` native threads for CPU-bound calls, off the event loop.
 
-    Under gevent it runs on this process's pool of native threads, one per core: Pillow's
-    decoders and resamplers and numpy's array operations release the GIL, and the
-    interpreter hands the GIL back every few milliseconds otherwise, so the event loop
-    keeps answering probes and small requests meanwhile. More such calls than cores
-    queue for a thread. With OS threads (no gevent) it simply runs here.
+    Under gunicorn's gevent worker every request of a process shares one OS thread, so a
+    call that computes for a while without yielding would hold up all of them, probes
+    included. :meth:`run` hands such a call to one of these threads while the calling
+    greenlet waits: Pillow's decoders, numpy and TensorFlow's kernels release the GIL, and
+    the interpreter hands it back every few milliseconds otherwise, so the event loop keeps
+    answering meanwhile. More calls than threads queue for one. With OS threads (no
+    gevent) the call simply runs on the caller's thread.
     """
-    if not _gevent_patched():
-        return function(*args)
-    return _cpu_pool().apply(function, args)
+
+    def __init__(self, size: Callable[[], int]) -> None:
+        self._size = size
+        self._pool: tuple[int, object] | None = None
+
+    def run(self, function: Callable[..., ResultT], *args: object) -> ResultT:
+        if not _gevent_patched():
+            return function(*args)
+        return self._threads().apply(function, args)
+
+    def _threads(self):
+        # Made on first use: a pool made before a fork has no threads in the child.
+        from gevent.threadpool import ThreadPool
+
+        if self._pool is None or self._pool[0] != os.getpid():
+            self._pool = (os.getpid(), ThreadPool(maxsize=self._size()))
+        return self._pool[1]
 
 
-_CPU_POOL: tuple[int, object] | None = None
-
-
-def _cpu_pool():
-    """This process's CPU pool, made on first use (a pool made before a fork has no
-    threads in the child)."""
-    global _CPU_POOL
-    from gevent.threadpool import ThreadPool
-
-    if _CPU_POOL is None or _CPU_POOL[0] != os.getpid():
-        _CPU_POOL = (os.getpid(), ThreadPool(maxsize=os.cpu_count() or 1))
-    return _CPU_POOL[1]
+# Decoding and normalising large uploads: one thread per core.
+IMAGE_DECODE_THREADS = NativeThreads(size=lambda: os.cpu_count() or 1)
+# In-process model calls: a thread of their own, so a batch never queues behind large
+# decodes. One, as one collector makes one model call at a time
+# (gateway.predictors.batching); TensorFlow's own threads (MODEL_THREADS) run its kernels.
+MODEL_CALL_THREAD = NativeThreads(size=lambda: 1)
 
 
 def _gevent_patched() -> bool:

@@ -16,7 +16,7 @@ from functools import partial
 
 import numpy as np
 
-from gateway.concurrency.background import on_a_cpu_thread
+from gateway.concurrency.background import IMAGE_DECODE_THREADS
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.preprocess import declared_pixels, preprocess, to_uint8
 from gateway.predictors.base import Predictor
@@ -101,7 +101,9 @@ def _preprocess_all(
         started = time.perf_counter()
         pixels = declared_pixels(upload.data)
         if pixels is not None and INLINE_MAX_PIXELS < pixels <= max_pixels:
-            images.append(on_a_cpu_thread(partial(preprocess, max_pixels=max_pixels), upload.data))
+            images.append(
+                IMAGE_DECODE_THREADS.run(partial(preprocess, max_pixels=max_pixels), upload.data)
+            )
         else:
             images.append(preprocess(upload.data, max_pixels=max_pixels))
         elapsed = time.perf_counter() - started

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gateway import errors
-from gateway.concurrency.background import LazyDaemon, off_the_event_loop
+from gateway.concurrency.background import MODEL_CALL_THREAD, LazyDaemon, off_the_event_loop
 from gateway.predictors.base import ModelStatus, Prediction, predictions_from_outputs
 from mnist_contract import (
     IMAGE_SHAPE,
@@ -191,7 +191,7 @@ class SavedModelPredictor:
         if model is None:
             raise errors.PredictorUnavailable(self._why_no_model())
         try:
-            probabilities, digits = model(batch)
+            probabilities, digits = MODEL_CALL_THREAD.run(model, batch)
             return predictions_from_outputs(
                 probabilities, digits, model_name=self.model_name, model_version=str(model.version)
             )

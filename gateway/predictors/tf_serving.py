@@ -1,7 +1,9 @@
 """The TF Serving predictor: a REST client for ``tensorflow_model_server``.
 
 No TensorFlow here (the gateway image does not ship it): plain JSON over a pooled
-``requests.Session``.
+``requests.Session``. The request body is written by orjson straight from the float32
+array, each pixel in its shortest exact form: ``json.dumps`` of the same batch as Python
+floats spends about ten times the CPU, on the worker's event loop (38 ms for 64 images).
 
 Request format: the columnar ``{"inputs": {"image": [...]}}`` rather than row-wise
 ``"instances"``: the answer comes back as whole output tensors
@@ -25,12 +27,12 @@ survives a failure, so the client recovers as soon as TF Serving does.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -147,9 +149,7 @@ class TFServingPredictor:
 
     def predict(self, batch: np.ndarray) -> list[Prediction]:
         deadline = _Deadline(self._timeout_seconds)
-        body = json.dumps(
-            {"signature_name": SIGNATURE_NAME, "inputs": {INPUT_NAME: batch.tolist()}}
-        ).encode()
+        body = predict_request_body(batch)
         version = self._pinned_version or self._latest_version(deadline)
         response = self._send("POST", self._predict_url(version), body, deadline, self._attempts)
         if response.status_code == 404 and self._pinned_version is None:
@@ -277,6 +277,15 @@ class TFServingPredictor:
                 f"TF Serving, model {self.model_name!r} version {version}: unexpected "
                 f"predict response ({type(error).__name__}: {error})"
             ) from error
+
+
+def predict_request_body(batch: np.ndarray) -> bytes:
+    """TF Serving's columnar predict request for ``batch``, as JSON bytes."""
+    pixels = np.ascontiguousarray(batch, dtype=np.float32)  # what orjson serialises
+    return orjson.dumps(
+        {"signature_name": SIGNATURE_NAME, "inputs": {INPUT_NAME: pixels}},
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
 
 
 def _contract_mismatch(metadata: dict[str, Any], version: int) -> str | None:

@@ -1,12 +1,20 @@
 """LazyDaemon: started on first use, restarted after a crash, stopped for good by stop().
-off_the_event_loop: a blocking call under gevent leaves the other greenlets running."""
+off_the_event_loop and the native thread pools (image decodes, model calls): a blocking
+call under gevent leaves the other greenlets running."""
 
 from __future__ import annotations
 
 import textwrap
 import threading
 
-from gateway.concurrency.background import LazyDaemon, off_the_event_loop
+import pytest
+
+from gateway.concurrency.background import (
+    IMAGE_DECODE_THREADS,
+    MODEL_CALL_THREAD,
+    LazyDaemon,
+    off_the_event_loop,
+)
 from tests.support.python import run_python
 
 
@@ -40,8 +48,17 @@ def test_the_thread_starts_on_first_use_and_restarts_after_a_crash(caplog):
     assert len(runs) == 2  # stopped for good
 
 
-def test_with_os_threads_a_blocking_call_runs_in_the_calling_thread():
-    assert off_the_event_loop(lambda a, b: (threading.current_thread(), a + b), 2, 3) == (
+OFF_LOOP_RUNNERS = {
+    "off_the_event_loop": off_the_event_loop,
+    "background.IMAGE_DECODE_THREADS.run": IMAGE_DECODE_THREADS.run,
+    "background.MODEL_CALL_THREAD.run": MODEL_CALL_THREAD.run,
+}
+
+
+@pytest.mark.parametrize("runner", OFF_LOOP_RUNNERS)
+def test_with_os_threads_a_blocking_call_runs_in_the_calling_thread(runner):
+    run = OFF_LOOP_RUNNERS[runner]
+    assert run(lambda a, b: (threading.current_thread(), a + b), 2, 3) == (
         threading.current_thread(),
         5,
     )
@@ -57,6 +74,7 @@ GEVENT_SCRIPT = textwrap.dedent(
     import gevent
     from gevent.monkey import get_original
 
+    from gateway.concurrency import background
     from gateway.concurrency.background import off_the_event_loop
 
     ticks = []
@@ -78,14 +96,26 @@ GEVENT_SCRIPT = textwrap.dedent(
     assert block(0.3) == "done"
     inline = len(ticks) - before
     before = len(ticks)
-    assert off_the_event_loop(block, 0.3) == "done"
+    assert RUNNER(block, 0.3) == "done"
     print(inline, len(ticks) - before)
+
+    def fail():
+        raise ValueError("raised on the other thread")
+
+    try:
+        RUNNER(fail)
+    except ValueError as error:
+        print(error)
     """
 )
 
 
-def test_under_gevent_a_blocking_call_leaves_other_greenlets_running():
-    ticks_inline, ticks_off_loop = map(int, run_python(GEVENT_SCRIPT).split())
+@pytest.mark.parametrize("runner", OFF_LOOP_RUNNERS)
+def test_under_gevent_a_blocking_call_leaves_other_greenlets_running(runner):
+    output = run_python(GEVENT_SCRIPT.replace("RUNNER", runner)).splitlines()
+    ticks_inline, ticks_off_loop = map(int, output[0].split())
+    # What the call raised reaches the caller.
+    assert output[1] == "raised on the other thread"
     # Called inline, the blocking call stops the ticker for its whole 0.3 s; run off the
     # loop, the ticker goes on every 10 ms.
     assert ticks_inline == 0

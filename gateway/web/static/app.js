@@ -82,10 +82,15 @@ function clearResult() {
   $("placeholder").hidden = false;
 }
 
-async function predict(file, name, source) {
+// The page answers a click at once: the old error or result goes, and it says it is reading.
+function startReading(source) {
   showError("");
   clearResult();
   setBusy(true, `Reading ${source}…`);
+}
+
+async function predict(file, name, source) {
+  startReading(source);
   const form = new FormData();
   form.append("file", file, name);
   try {
@@ -205,6 +210,7 @@ function setUpPad() {
       pad.focus();
       return;
     }
+    startReading("your drawing"); // before the export, which finishes later
     pad.toBlob((blob) => predict(blob, "drawing.png", "your drawing"), "image/png");
   };
 }

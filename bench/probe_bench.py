@@ -28,6 +28,7 @@ import requests
 
 from bench.digits import load_test_digits
 from bench.models import REPO_ROOT, SPEED_MODEL_DIR, SPEED_TRAINING_ARGS, ensure_model
+from gateway.config import Config
 from tests.support.gunicorn import gunicorn
 from tests.support.images import encode, large_digit_png
 from tests.support.load import percentile
@@ -35,7 +36,7 @@ from tests.support.load import percentile
 RESULTS = REPO_ROOT / ".cache" / "bench" / "probes.json"
 LARGE_SIDE = 6000
 UPLOADERS = 8
-BATCH_IMAGES = 64  # the gateway's default BATCH_MAX_SIZE: one upload fills a model call
+BATCH_IMAGES = Config.batch_max_size  # the default: one upload fills a model call
 PROBE_INTERVAL_SECONDS = 0.02
 TARGET_P99_MS = 50.0
 

@@ -22,21 +22,6 @@ log = logging.getLogger(__name__)
 ResultT = TypeVar("ResultT")
 
 
-def off_the_event_loop(function: Callable[..., ResultT], *args: object) -> ResultT:
-    """``function(*args)``, run where it cannot stall the worker's other requests.
-
-    Under gunicorn's gevent worker (see ``gateway.server.gunicorn_conf``) every request of a
-    process shares one OS thread, so a long call that never yields (loading a SavedModel
-    takes about a second of CPU) would hold them all up. There it runs on one of gevent's
-    native threads while the calling greenlet waits. With OS threads it simply runs here.
-    """
-    if _gevent_patched():
-        from gevent import get_hub
-
-        return get_hub().threadpool.apply(function, args)
-    return function(*args)
-
-
 class NativeThreads:
     """A per-process pool of ``size`` native threads for CPU-bound calls, off the event loop.
 
@@ -73,6 +58,9 @@ IMAGE_DECODE_THREADS = NativeThreads(size=lambda: os.cpu_count() or 1)
 # decodes. One, as one collector makes one model call at a time
 # (gateway.predictors.batching); TensorFlow's own threads (MODEL_THREADS) run its kernels.
 MODEL_CALL_THREAD = NativeThreads(size=lambda: 1)
+# Loading a new model version: about a second of CPU, now and then, on a thread apart from
+# the calls, which the current version keeps serving meanwhile.
+MODEL_LOAD_THREAD = NativeThreads(size=lambda: 1)
 
 
 def _gevent_patched() -> bool:

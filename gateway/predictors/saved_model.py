@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gateway import errors
-from gateway.concurrency.background import MODEL_CALL_THREAD, LazyDaemon, off_the_event_loop
+from gateway.concurrency.background import MODEL_CALL_THREAD, MODEL_LOAD_THREAD, LazyDaemon
 from gateway.predictors.base import ModelStatus, Prediction, predictions_from_outputs
 from mnist_contract import (
     IMAGE_SHAPE,
@@ -235,7 +235,7 @@ class SavedModelPredictor:
         if wanted is None or wanted == current:
             return
         try:
-            loaded = off_the_event_loop(
+            loaded = MODEL_LOAD_THREAD.run(
                 functools.partial(load_version, threads=self._threads), self._model_dir, wanted
             )
         except Exception:

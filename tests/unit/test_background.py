@@ -1,6 +1,6 @@
 """LazyDaemon: started on first use, restarted after a crash, stopped for good by stop().
-off_the_event_loop and the native thread pools (image decodes, model calls): a blocking
-call under gevent leaves the other greenlets running."""
+The native thread pools (image decodes, model calls, model loads): a blocking call under
+gevent leaves the other greenlets running."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from gateway.concurrency.background import (
     IMAGE_DECODE_THREADS,
     MODEL_CALL_THREAD,
+    MODEL_LOAD_THREAD,
     LazyDaemon,
-    off_the_event_loop,
 )
 from tests.support.python import run_python
 
@@ -49,9 +49,9 @@ def test_the_thread_starts_on_first_use_and_restarts_after_a_crash(caplog):
 
 
 OFF_LOOP_RUNNERS = {
-    "off_the_event_loop": off_the_event_loop,
     "background.IMAGE_DECODE_THREADS.run": IMAGE_DECODE_THREADS.run,
     "background.MODEL_CALL_THREAD.run": MODEL_CALL_THREAD.run,
+    "background.MODEL_LOAD_THREAD.run": MODEL_LOAD_THREAD.run,
 }
 
 
@@ -75,7 +75,6 @@ GEVENT_SCRIPT = textwrap.dedent(
     from gevent.monkey import get_original
 
     from gateway.concurrency import background
-    from gateway.concurrency.background import off_the_event_loop
 
     ticks = []
 

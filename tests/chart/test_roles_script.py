@@ -1,10 +1,11 @@
 """The roles Job's script, run by bash against a cqlsh double that fails on cue.
 
 tests/images/test_cassandra_image.py runs the same script in the Cassandra image against
-a real node. A real node cannot be made to drop one chosen connection, so the failures a
-node that has just started gives (a connection refused or timed out a moment after one
-succeeded, an answer lost after the statement landed) are played here by CQLSH_DOUBLE: a
-stand-in for cqlsh that keeps the roles' passwords in a JSON file.
+a real node, where a node that has just started refused the default superuser's login a
+moment after accepting it. A real node cannot be made to fail one chosen statement, so
+those failures (a login or connection refused, an answer lost after the statement landed)
+are played here by CQLSH_DOUBLE: a stand-in for cqlsh that keeps the roles' passwords in
+a JSON file.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def test_first_start_replaces_the_default_password_and_creates_the_roles(script,
 
 
 def test_a_password_change_whose_connection_fails_is_tried_again(script, tmp_path):
-    """What a CI run met: the probe logged in, the ALTER's connection a moment later did not."""
+    """What the image test met: the probe logged in, the ALTER's login a moment later failed."""
     fault = {"match": "ALTER ROLE cassandra", "times": 1, "lands": False}
     result, state = run(script, tmp_path, faults=[fault])
     assert result.returncode == 0, result.stdout + result.stderr

@@ -90,16 +90,14 @@ def run(script: Path, tmp_path: Path, *, faults=(), admin="cassandra", wait_seco
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     state = tmp_path / "cluster.json"
-    if not state.exists():
-        passwords = {"cassandra": admin}
-        state.write_text(json.dumps({"passwords": passwords, "faults": [], "calls": []}))
-    current = json.loads(state.read_text())
-    current["faults"] = [dict(f) for f in faults]
-    current["calls"] = []
-    state.write_text(json.dumps(current))
+    # A second run finds the passwords the first one left.
+    passwords = (
+        json.loads(state.read_text())["passwords"] if state.exists() else {"cassandra": admin}
+    )
+    state.write_text(json.dumps({"passwords": passwords, "faults": list(faults), "calls": []}))
     cqlsh = bin_dir / "cqlsh"
     cqlsh.write_text(f"#!{sys.executable}\n" + CQLSH_DOUBLE.replace("__STATE__", repr(str(state))))
-    # The script waits 5 s between tries; the double's clock does not need to.
+    # The script waits 5 s between tries; against the double a twentieth of a second does.
     (bin_dir / "sleep").write_text("#!/bin/sh\nexec /bin/sleep 0.05\n")
     for tool in (cqlsh, bin_dir / "sleep"):
         tool.chmod(0o755)

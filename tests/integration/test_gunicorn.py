@@ -145,7 +145,9 @@ def test_gunicorn_workers_even_out_keep_alive_connections(exported_model_dir, tm
                     client.connects for client in clients
                 )
                 split = established_connections(port, workers)
-                if settled and abs(split[0] - split[1]) <= 1:
+                # A connection the worker closed after its last answer still looks open
+                # to its client until the next request: count it as not settled yet.
+                if settled and sum(split) == len(clients) and abs(split[0] - split[1]) <= 1:
                     break
             assert abs(split[0] - split[1]) <= 1, split
             assert sum(split) == len(clients)
